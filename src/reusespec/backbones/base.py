@@ -1,0 +1,96 @@
+"""What a backbone is to reusespec: a feature extractor plus the input it expects."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torchvision.transforms.v2 import functional as TF
+
+from reusespec.hashing import digest
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The images a backbone expects, so that any task can be adapted to it.
+
+    Images arrive as uint8 batches ``(N, C, H, W)``. They are converted to ``channels``,
+    resized (shorter side to ``resize`` and centre-cropped to ``size``, or straight to
+    ``size`` when ``resize`` is None), scaled to [0, 1] and normalised with ``mean``/``std``.
+    For torchvision weights these come from the weights' own ``transforms()``.
+    """
+
+    channels: int
+    size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    resize: int | None = None
+    interpolation: str = "bilinear"
+
+    def key(self) -> str:
+        """Identifies the preprocessing in cache keys."""
+        return digest(
+            "InputSpec", self.channels, self.size, self.mean, self.std, self.resize, self.interpolation
+        )
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """Turn a uint8 (or float in [0, 1]) batch into the backbone's normalised input."""
+        if images.ndim != 4:
+            raise ValueError(f"expected a batch of images (N, C, H, W), got shape {tuple(images.shape)}")
+        x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+        x = _convert_channels(x, self.channels)
+        mode = TF.InterpolationMode(self.interpolation)
+        if self.resize is not None:
+            x = TF.resize(x, [self.resize], interpolation=mode, antialias=True)
+            x = TF.center_crop(x, list(self.size))
+        elif tuple(x.shape[-2:]) != tuple(self.size):
+            x = TF.resize(x, list(self.size), interpolation=mode, antialias=True)
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        return (x - mean) / std
+
+
+def _convert_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    have = x.shape[1]
+    if have == channels:
+        return x
+    if have == 1:
+        return x.expand(-1, channels, -1, -1)
+    if have == 3 and channels == 1:
+        weights = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        return (x * weights).sum(dim=1, keepdim=True)
+    raise ValueError(
+        f"cannot adapt images with {have} channels to a backbone that expects {channels}; "
+        "give the task images with 1 or 3 channels"
+    )
+
+
+@dataclass
+class Backbone:
+    """A resolved backbone.
+
+    ``model`` maps a prepared batch to features of width ``feature_dim`` (its classification
+    head removed). ``source_head`` keeps that head when there was one, for scores such as
+    LEEP that need the source classifier. ``blocks`` names the model's top-level blocks in
+    forward order, for strategies that unfreeze the last k of them. ``fingerprint`` is a
+    content hash of architecture and weights: the identity used by every cache.
+    """
+
+    name: str
+    model: nn.Module
+    feature_dim: int
+    input_spec: InputSpec
+    fingerprint: str
+    source_head: nn.Module | None = None
+    blocks: Sequence[str] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def prepare(self, raw: Any) -> torch.Tensor:
+        """Adapt a raw batch from a task to this backbone's input."""
+        return self.input_spec.prepare(raw)
+
+    def __repr__(self) -> str:
+        return f"Backbone({self.name!r}, feature_dim={self.feature_dim}, fingerprint={self.fingerprint[:12]})"

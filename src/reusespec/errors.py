@@ -1,0 +1,49 @@
+"""Errors raised by reusespec.
+
+Every error says what went wrong and how to fix it. ``ResourceUnavailable`` marks a
+missing *external* resource (weights, a dataset) that the user may simply not have on
+this machine: the pytest plugin turns it into a skip with the message as the reason,
+while every other error fails the spec.
+"""
+
+from __future__ import annotations
+
+
+class ReuseSpecError(Exception):
+    """Base class of every error reusespec raises on purpose."""
+
+
+class ResourceUnavailable(ReuseSpecError):
+    """Weights or data that are not on this machine (and may not be downloaded)."""
+
+
+class MissingWeightsError(ResourceUnavailable):
+    """A backbone's weights file was not found where it was looked for."""
+
+
+class MissingDatasetError(ResourceUnavailable):
+    """A dataset was not found where it was looked for."""
+
+
+class UnknownBackboneError(ReuseSpecError, ValueError):
+    """A backbone string that no registered scheme understands."""
+
+
+class UnknownTaskError(ReuseSpecError, ValueError):
+    """A task string that names no known task."""
+
+
+class CheckpointError(ReuseSpecError):
+    """A checkpoint that cannot be read: truncated, corrupt, or not matching the architecture."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A pickle checkpoint that would need to run code to load."""
+
+
+class TaskError(ReuseSpecError, ValueError):
+    """A task that cannot be used as asked (empty split, bad class subset, ...)."""
+
+
+class TrainingDivergedError(ReuseSpecError):
+    """Training produced a non-finite loss."""

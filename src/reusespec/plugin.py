@@ -1,0 +1,219 @@
+"""The pytest plugin: ``reuse`` fixtures, ``--reuse-*`` options, the score table and report.
+
+A thin layer over :mod:`reusespec.session`: it builds one :class:`ReuseSession` per
+process from the options, hands specs a :class:`Reuse` facade whose scores are attached to
+the test report (``report.user_properties``, which pytest-xdist carries to the controller),
+and on the controller prints the summary table and writes the JSON report.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reusespec.errors import ResourceUnavailable
+from reusespec.report import SpecOutcome, build_report, environment, format_table, write_json_atomic
+from reusespec.results import ScoreRecord
+from reusespec.session import Reuse, ReuseConfig, ReuseSession, default_cache_dir
+
+PROPERTY = "reusespec.scores"
+_records_key = pytest.StashKey[list[ScoreRecord]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("reusespec", "reusespec: reusability specs")
+    options: list[tuple[str, str, dict[str, Any]]] = [
+        (
+            "cache-dir",
+            "where backbones, zoo checkpoints and features are cached "
+            "(default: $REUSESPEC_CACHE_DIR or ~/.cache/reusespec)",
+            {},
+        ),
+        (
+            "data-dir",
+            "where datasets are looked for (default: $REUSESPEC_DATA_DIR or ~/.cache/reusespec/data)",
+            {},
+        ),
+        ("device", "auto (a GPU per xdist worker when CUDA is present, else CPU), cpu, cuda, cuda:N", {}),
+        ("seed", "seed of splits, head initialisation and data order (default 0)", {}),
+        ("report", "write the JSON report of every score to this path", {}),
+        ("batch-size", "feature extraction batch size (default 256)", {}),
+    ]
+    for name, help_text, kwargs in options:
+        group.addoption(
+            f"--reuse-{name}", dest=f"reuse_{name.replace('-', '_')}", default=None, help=help_text, **kwargs
+        )
+        parser.addini(f"reuse_{name.replace('-', '_')}", help_text, default=None)
+    group.addoption(
+        "--reuse-allow-download",
+        action="store_true",
+        default=None,
+        help="let torchvision download missing weights and datasets (off by default: specs skip instead)",
+    )
+    parser.addini("reuse_allow_download", "as --reuse-allow-download", type="bool", default=False)
+    group.addoption(
+        "--reuse-trust-pickle",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="allow this one checkpoint to unpickle arbitrary objects (runs code from the file; repeatable)",
+    )
+
+
+def _option(config: pytest.Config, name: str) -> Any:
+    value = config.getoption(f"reuse_{name}")
+    if value is None:
+        value = config.getini(f"reuse_{name}")
+    return value
+
+
+def _path(config: pytest.Config, name: str) -> Path | None:
+    value = _option(config, name)
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else Path(config.invocation_params.dir) / path
+
+
+def config_from_pytest(config: pytest.Config) -> ReuseConfig:
+    seed = _option(config, "seed")
+    batch = _option(config, "batch_size")
+    return ReuseConfig(
+        cache_dir=_path(config, "cache_dir") or default_cache_dir(),
+        data_dir=_path(config, "data_dir"),
+        device=_option(config, "device") or "auto",
+        seed=int(seed) if seed not in (None, "") else 0,
+        allow_download=bool(_option(config, "allow_download")),
+        trusted_pickles=tuple(Path(p).resolve() for p in config.getoption("reuse_trust_pickle") or ()),
+        batch_size=int(batch) if batch else 256,
+    )
+
+
+class ReusePlugin:
+    """Per-process state: the session (created on first use) and, on the controller, outcomes."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.settings = config_from_pytest(config)
+        self.settings.progress = self.progress
+        self.worker_id = os.environ.get("PYTEST_XDIST_WORKER")
+        self.is_worker = hasattr(config, "workerinput")
+        self._session: ReuseSession | None = None
+        self.outcomes: dict[str, SpecOutcome] = {}
+
+    @property
+    def session(self) -> ReuseSession:
+        if self._session is None:
+            self._session = ReuseSession(self.settings, worker_id=self.worker_id)
+        return self._session
+
+    def progress(self, message: str) -> None:
+        """Show long work as it happens, unless quiet or on an xdist worker (no terminal there)."""
+        if self.is_worker or self.config.get_verbosity() < 0:
+            return
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None:
+            return
+        if capture is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(f"[reusespec] {message}")
+        else:
+            reporter.write_line(f"[reusespec] {message}")
+
+    # -- collecting outcomes (runs on the controller under xdist, and in serial runs) --
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        scores = [
+            ScoreRecord.from_dict(d)
+            for name, value in report.user_properties
+            if name == PROPERTY
+            for d in value  # type: ignore[attr-defined]
+        ]
+        is_main_phase = report.when == "call" or (report.when == "setup" and not report.passed)
+        if report.when == "teardown" and report.failed and report.nodeid in self.outcomes:
+            self.outcomes[report.nodeid].outcome = "error"
+            return
+        if not is_main_phase:
+            return
+        outcome = report.outcome if report.when == "call" else ("skipped" if report.skipped else "error")
+        message = ""
+        if report.skipped and isinstance(report.longrepr, tuple):
+            message = str(report.longrepr[2]).removeprefix("Skipped: ")
+        elif report.failed:
+            message = report.longreprtext.strip().splitlines()[-1] if report.longreprtext else ""
+        self.outcomes[report.nodeid] = SpecOutcome(report.nodeid, outcome, report.duration, message, scores)
+
+    def pytest_report_header(self, config: pytest.Config) -> str:
+        s = self.settings
+        return f"reusespec: cache={s.cache_dir} device={s.device} seed={s.seed} download={s.allow_download}"
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        lines = format_table(list(self.outcomes.values()))
+        if lines:
+            terminalreporter.write_sep("=", "reusespec scores")
+            for line in lines:
+                terminalreporter.write_line(line)
+        report_path = _path(self.config, "report")
+        if report_path is not None and not self.is_worker:
+            env = environment(
+                {
+                    "seed": self.settings.seed,
+                    "device": self.settings.device,
+                    "cache_dir": str(self.settings.cache_dir),
+                }
+            )
+            write_json_atomic(report_path, build_report(list(self.outcomes.values()), env))
+            terminalreporter.write_line(f"reusespec report written to {report_path}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "reuse: a reusability spec (added automatically to specs using `reuse`)"
+    )
+    config.pluginmanager.register(ReusePlugin(config), "reusespec-plugin")
+
+
+def _plugin(config: pytest.Config) -> ReusePlugin:
+    plugin = config.pluginmanager.get_plugin("reusespec-plugin")
+    assert isinstance(plugin, ReusePlugin)
+    return plugin
+
+
+class PytestReuse(Reuse):
+    """The facade for specs: missing weights or data skip the spec with the reason."""
+
+    def _unavailable(self, exc: ResourceUnavailable) -> None:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def reuse_session(request: pytest.FixtureRequest) -> ReuseSession:
+    """The process's :class:`ReuseSession` (backbones, tasks and features shared by all specs)."""
+    return _plugin(request.config).session
+
+
+@pytest.fixture(scope="session")
+def reuse_device(reuse_session: ReuseSession) -> Any:
+    """The torch device of this process: a GPU per xdist worker when there are GPUs, else the CPU."""
+    return reuse_session.device
+
+
+@pytest.fixture
+def reuse(request: pytest.FixtureRequest, reuse_session: ReuseSession) -> Reuse:
+    """The facade a spec uses: ``reuse.probe(backbone, task)`` and friends. Scores go to the report."""
+    records: list[ScoreRecord] = []
+    request.node.stash[_records_key] = records
+    return PytestReuse(reuse_session, records)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    records = item.stash.get(_records_key, None)
+    if records and report.when == "call":
+        report.user_properties.append((PROPERTY, [r.as_dict() for r in records]))
+    return report

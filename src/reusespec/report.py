@@ -1,0 +1,150 @@
+"""The run's report: the terminal summary table and the versioned JSON document.
+
+Pure functions over :class:`SpecOutcome` records, so the same report can be built by the
+pytest plugin, under xdist on the controller, or by any other runner.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from reusespec.results import ScoreRecord
+
+SCHEMA = "reusespec-report"
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class SpecOutcome:
+    """One spec (test item): its outcome and the scores it computed."""
+
+    nodeid: str
+    outcome: str  # passed | failed | skipped
+    duration: float = 0.0
+    message: str = ""
+    scores: list[ScoreRecord] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "nodeid": self.nodeid,
+            "outcome": self.outcome,
+            "duration": round(self.duration, 4),
+            "message": self.message,
+            "scores": [s.as_dict() for s in self.scores],
+        }
+
+
+def environment(extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Versions and platform, for the report's reproducibility record."""
+    import torch
+    import torchvision
+
+    from reusespec import __version__
+
+    env: dict[str, Any] = {
+        "reusespec": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "cuda_available": torch.cuda.is_available(),
+        "cuda_devices": torch.cuda.device_count(),
+    }
+    env.update(extra or {})
+    return env
+
+
+def build_report(outcomes: list[SpecOutcome], env: dict[str, Any]) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.outcome] = counts.get(o.outcome, 0) + 1
+    return {
+        "schema": SCHEMA,
+        "version": SCHEMA_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "environment": env,
+        "summary": {"specs": len(outcomes), **counts, "scores": sum(len(o.scores) for o in outcomes)},
+        "specs": [o.as_dict() for o in sorted(outcomes, key=lambda o: o.nodeid)],
+    }
+
+
+def write_json_atomic(path: str | Path, document: dict[str, Any]) -> Path:
+    """Write JSON so that readers never see a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(document, f, indent=2, default=str)
+        f.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+COLUMNS = (
+    "spec",
+    "backbone",
+    "task",
+    "strategy",
+    "metric",
+    "value",
+    "threshold",
+    "margin",
+    "outcome",
+    "secs",
+    "cache",
+)
+
+
+def table_rows(outcomes: list[SpecOutcome]) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    for o in sorted(outcomes, key=lambda o: o.nodeid):
+        name = o.nodeid.split("::", 1)[-1]
+        for s in o.scores:
+            threshold = f"{s.op} {s.threshold:.4g}" if s.threshold is not None and s.op else "-"
+            margin = f"{s.margin:+.4f}" if s.margin is not None else "-"
+            cache = "-" if s.cache_hit is None else ("hit" if s.cache_hit else "miss")
+            rows.append(
+                (
+                    name,
+                    s.backbone,
+                    s.task,
+                    s.strategy,
+                    s.metric,
+                    f"{s.value:.4f}",
+                    threshold,
+                    margin,
+                    o.outcome,
+                    f"{s.seconds:.2f}",
+                    cache,
+                )
+            )
+    return rows
+
+
+def format_table(outcomes: list[SpecOutcome], max_width: int = 48) -> list[str]:
+    """The summary table as lines: one row per score, widths fitted to the content."""
+    rows = [tuple(_clip(c, max_width) for c in r) for r in table_rows(outcomes)]
+    if not rows:
+        return []
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(COLUMNS)]
+    numeric = {"value", "margin", "secs"}
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(
+            c.rjust(w) if COLUMNS[i] in numeric else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return [line(COLUMNS), line(tuple("-" * w for w in widths)), *(line(r) for r in rows)]
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else "..." + text[-(width - 3) :]

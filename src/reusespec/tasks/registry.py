@@ -1,0 +1,179 @@
+"""Task strings: ``NAME[:CLASSES][?key=value&...]``.
+
+Examples::
+
+    mnist5k                 all ten digits of the bundled MNIST sample
+    mnist5k:5-9             digits 5..9, relabelled 0..4
+    mnist5k:0,2,4           a class subset by index
+    mnist5k:parity          digits relabelled even/odd
+    sklearn-digits?shots=10 ten training examples per class
+    cifar100                torchvision's CIFAR-100 from the data directory
+    folder:/data/pets?size=128   your own images, one folder per class
+
+Query keys: ``shots`` (k-shot training split), ``val`` (validation fraction), ``size``
+(image side for ``folder:``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import numpy as np
+
+from reusespec.errors import TaskError, UnknownTaskError
+from reusespec.tasks.base import Split, Task
+from reusespec.tasks.bundled import BUNDLED, load_bundled_task
+from reusespec.tasks.splits import k_shot
+
+QUERY_KEYS = {"shots", "val", "size"}
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    spec: str
+    name: str
+    selector: str | None
+    options: dict[str, str]
+
+
+def parse_task_spec(spec: str) -> TaskRequest:
+    base, _, query = spec.partition("?")
+    options = dict(parse_qsl(query, keep_blank_values=True)) if query else {}
+    unknown = set(options) - QUERY_KEYS
+    if unknown:
+        raise UnknownTaskError(
+            f"task {spec!r}: unknown option(s) {sorted(unknown)}; valid options are {sorted(QUERY_KEYS)}"
+        )
+    if base.startswith("folder:"):
+        return TaskRequest(spec, "folder", base[len("folder:") :], options)
+    name, _, selector = base.partition(":")
+    return TaskRequest(spec, name, selector or None, options)
+
+
+def known_task_names() -> list[str]:
+    from reusespec.tasks.torchvision_data import TORCHVISION_TASKS
+
+    return sorted([*BUNDLED, *TORCHVISION_TASKS, "folder:PATH"])
+
+
+def load_task(
+    spec: str, *, seed: int = 0, data_dir: str | Path | None = None, allow_download: bool = False
+) -> Task:
+    """Resolve a task string into a :class:`Task` with deterministic splits."""
+    request = parse_task_spec(spec)
+    val_fraction = _float_option(request, "val", 0.2)
+    if request.name in BUNDLED:
+        task = load_bundled_task(request.name, seed=seed, val_fraction=val_fraction)
+    elif request.name == "folder":
+        from reusespec.tasks.folder import load_image_folder
+
+        task = load_image_folder(
+            request.selector or "", seed=seed, size=int(_float_option(request, "size", 64))
+        )
+        request = replace(request, selector=None)
+    else:
+        from reusespec.tasks.torchvision_data import (
+            TORCHVISION_TASKS,
+            default_data_dir,
+            load_torchvision_task,
+        )
+
+        if request.name not in TORCHVISION_TASKS:
+            raise UnknownTaskError(
+                f"unknown task {spec!r}: no task named {request.name!r}. Known tasks: "
+                f"{', '.join(known_task_names())}. Class subsets and options are written "
+                "'mnist5k:5-9', 'cifar100?shots=10'."
+            )
+        root = Path(data_dir) if data_dir is not None else default_data_dir()
+        task = load_torchvision_task(
+            request.name, root, seed=seed, val_fraction=val_fraction, allow_download=allow_download
+        )
+    if request.selector:
+        task = select_classes(task, request.selector)
+    if "shots" in request.options:
+        shots = int(_float_option(request, "shots", 0))
+        task = few_shot(task, shots, seed)
+    return replace(task, name=spec)
+
+
+def few_shot(task: Task, shots: int, seed: int) -> Task:
+    """``shots`` training examples per class, and a validation split in proportion.
+
+    The validation split shrinks with the training split (a quarter as many per class, at
+    least one, as VTAB-1k's 800/200), otherwise choosing the L2 strength on a full
+    validation split, and refitting on train + val, would leak a large labelled set into
+    what is meant to be a few-shot result.
+    """
+    val_shots = max(1, round(shots / 4))
+    train = task.train.subset(k_shot(task.train.labels, shots, seed), tag=f"shots={shots}")
+    val = task.val.subset(k_shot(task.val.labels, val_shots, seed + 1), tag=f"shots={val_shots}")
+    return replace(task, train=train, val=val)
+
+
+def select_classes(task: Task, selector: str) -> Task:
+    """Keep a subset of classes (relabelled 0..k-1), or apply a named relabelling."""
+    relabel = RELABELLINGS.get(selector)
+    if relabel is not None:
+        names, mapping = relabel(task)
+    else:
+        keep = _parse_class_list(selector, task)
+        names = [task.class_names[c] for c in keep]
+        mapping = {c: i for i, c in enumerate(keep)}
+
+    def apply(split: Split) -> Split:
+        positions = np.flatnonzero(np.isin(split.labels, list(mapping)))
+        labels = np.array([mapping[int(c)] for c in split.labels[positions]], dtype=np.int64)
+        if len(positions) == 0:
+            raise TaskError(f"task {task.name!r}: selector {selector!r} leaves the {split.name} split empty")
+        return split.subset(positions, labels, tag=f"classes={selector}")
+
+    return replace(
+        task, class_names=names, train=apply(task.train), val=apply(task.val), test=apply(task.test)
+    )
+
+
+def _parity(task: Task) -> tuple[list[str], dict[int, int]]:
+    return ["even", "odd"], {c: c % 2 for c in range(task.num_classes)}
+
+
+def _low_high(task: Task) -> tuple[list[str], dict[int, int]]:
+    half = task.num_classes // 2
+    return ["low", "high"], {c: int(c >= half) for c in range(task.num_classes)}
+
+
+RELABELLINGS: dict[str, Callable[[Task], tuple[list[str], dict[int, int]]]] = {
+    "parity": _parity,
+    "low-high": _low_high,
+}
+
+
+def _parse_class_list(selector: str, task: Task) -> list[int]:
+    chosen: list[int] = []
+    try:
+        for part in selector.split(","):
+            lo, sep, hi = part.partition("-")
+            chosen.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+    except ValueError:
+        raise UnknownTaskError(
+            f"task {task.name!r}: cannot read class selector {selector!r}; write a range '5-9', a list "
+            f"'0,2,4', or one of {sorted(RELABELLINGS)}"
+        ) from None
+    bad = [c for c in chosen if not 0 <= c < task.num_classes]
+    if bad:
+        raise TaskError(f"task {task.name!r} has classes 0..{task.num_classes - 1}; selector asks for {bad}")
+    if len(set(chosen)) < 2:
+        raise TaskError(f"task {task.name!r}: selector {selector!r} keeps fewer than two classes")
+    return sorted(set(chosen))
+
+
+def _float_option(request: TaskRequest, key: str, default: float) -> float:
+    raw = request.options.get(key)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise UnknownTaskError(f"task {request.spec!r}: option {key}={raw!r} is not a number") from None
