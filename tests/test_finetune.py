@@ -404,8 +404,8 @@ def test_an_absurd_learning_rate_raises_a_clear_divergence_error(backbone: Backb
 
 def test_strategy_defaults_follow_the_protocols() -> None:
     configs = {strategy: TrainConfig.for_strategy(strategy) for strategy in STRATEGIES}
-    assert not configs["head-only"].augment  # the linear-probe protocol: no augmentation
-    assert configs["full"].augment and configs["partial"].augment
+    # Augmentation is opt-in everywhere: what preserves labels depends on the domain.
+    assert not any(config.augment for config in configs.values())
     assert configs["lp-ft"].probe_epochs > 0
     assert configs["lp-ft"].lr_backbone < configs["full"].lr_backbone
     for strategy in ("partial", "full"):

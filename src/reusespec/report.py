@@ -108,8 +108,8 @@ def table_rows(outcomes: list[SpecOutcome]) -> list[tuple[str, ...]]:
     for o in sorted(outcomes, key=lambda o: o.nodeid):
         name = o.nodeid.split("::", 1)[-1]
         for s in o.scores:
-            threshold = f"{s.op} {s.threshold:.4g}" if s.threshold is not None and s.op else "-"
-            margin = f"{s.margin:+.4f}" if s.margin is not None else "-"
+            threshold = f"{s.op} {_number(s.threshold)}" if s.threshold is not None and s.op else "-"
+            margin = _number(s.margin, signed=True) if s.margin is not None else "-"
             cache = "-" if s.cache_hit is None else ("hit" if s.cache_hit else "miss")
             rows.append(
                 (
@@ -118,7 +118,7 @@ def table_rows(outcomes: list[SpecOutcome]) -> list[tuple[str, ...]]:
                     s.task,
                     s.strategy,
                     s.metric,
-                    f"{s.value:.4f}",
+                    _number(s.value),
                     threshold,
                     margin,
                     o.outcome,
@@ -144,6 +144,16 @@ def format_table(outcomes: list[SpecOutcome], max_width: int = 48) -> list[str]:
         ).rstrip()
 
     return [line(COLUMNS), line(tuple("-" * w for w in widths)), *(line(r) for r in rows)]
+
+
+def _number(value: float, signed: bool = False) -> str:
+    """Scores in [0, 1] with four decimals; counts and sizes readably."""
+    sign = "+" if signed else ""
+    if abs(value) >= 1e4:
+        return f"{value:{sign},.0f}"
+    if abs(value) >= 100:
+        return f"{value:{sign}.1f}"
+    return f"{value:{sign}.4f}"
 
 
 def _clip(text: str, width: int) -> str:

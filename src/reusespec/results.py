@@ -98,6 +98,23 @@ class Result:
         self.records.append(record)
         return Metric(record.value, record)
 
+    def _score(
+        self,
+        metric: str,
+        value: float,
+        *,
+        backbone: str,
+        task: str,
+        strategy: str,
+        seconds: float = 0.0,
+        cache_hit: bool | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Metric:
+        record = ScoreRecord(
+            backbone, task, strategy, metric, float(value), seconds, cache_hit, extra=extra or {}
+        )
+        return self._metric(record)
+
     def scores(self) -> dict[str, float]:
         return {r.metric: r.value for r in self.records}
 

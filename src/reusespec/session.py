@@ -21,10 +21,20 @@ import torch
 from reusespec.backbones.base import Backbone
 from reusespec.backbones.registry import BackboneContext, resolve_backbone
 from reusespec.cache import FeatureCache
-from reusespec.errors import ResourceUnavailable
+from reusespec.errors import ResourceUnavailable, TaskError
 from reusespec.features import extract_features, feature_key
 from reusespec.metrics import classification_metrics
-from reusespec.probe import DEFAULT_GRID, fit_probe
+from reusespec.outcomes import (
+    ComplexityResult,
+    FinetuneOutcome,
+    ProfileMatrix,
+    ProfileResult,
+    RankAgreementResult,
+    Ranking,
+    ShiftResult,
+    ShiftSuiteResult,
+)
+from reusespec.probe import DEFAULT_GRID, ProbeFit, fit_probe
 from reusespec.results import ProbeResult, ScoreRecord
 from reusespec.tasks.base import Split, Task
 from reusespec.tasks.registry import load_task
@@ -157,10 +167,9 @@ class Reuse:
 
         return zoo_names()
 
-    def probe(
-        self, backbone: str, task: str, *, seed: int | None = None, l2_grid: tuple[float, ...] = DEFAULT_GRID
-    ) -> ProbeResult:
-        """Head-only transfer: a linear probe on the backbone's frozen, cached features."""
+    def _probe(
+        self, backbone: str, task: str, seed: int | None, l2_grid: tuple[float, ...]
+    ) -> tuple[ProbeResult, ProbeFit, Backbone, Task]:
         start = time.perf_counter()
         bb = self.backbone(backbone)
         tk = self.task(task, seed)
@@ -192,4 +201,246 @@ class Reuse:
             test_labels=tk.test.labels,
             test_predictions=logits.argmax(1),
         )
-        return self._keep(result)
+        return result, fit, bb, tk
+
+    def probe(
+        self, backbone: str, task: str, *, seed: int | None = None, l2_grid: tuple[float, ...] = DEFAULT_GRID
+    ) -> ProbeResult:
+        """Head-only transfer: a linear probe on the backbone's frozen, cached features."""
+        return self._keep(self._probe(backbone, task, seed, l2_grid)[0])
+
+    def finetune(
+        self,
+        backbone: str,
+        task: str,
+        *,
+        strategy: str = "full",
+        seed: int | None = None,
+        unfreeze: int | None = None,
+        unfreeze_modules: list[str] | None = None,
+        **overrides: Any,
+    ) -> FinetuneOutcome:
+        """Adapt the backbone: ``head-only`` (trained end to end), ``partial``, ``full`` or ``lp-ft``.
+
+        Training settings (``epochs``, ``lr_head``, ``lr_backbone``, ``batch_size``, ``augment``,
+        ...) override the strategy's defaults; see :class:`reusespec.finetune.TrainConfig`.
+        """
+        from reusespec.finetune import finetune
+
+        bb = self.backbone(backbone)
+        tk = self.task(task, seed)
+        run = finetune(
+            bb,
+            tk,
+            strategy=strategy,
+            unfreeze=unfreeze,
+            unfreeze_modules=unfreeze_modules,
+            device=self.session.device,
+            seed=self.session.config.seed if seed is None else seed,
+            progress=self.session.progress,
+            **overrides,
+        )
+        return self._keep(FinetuneOutcome(backbone, task, run))
+
+    def shift(
+        self,
+        backbone: str,
+        task: str,
+        *,
+        corruption: str | None = None,
+        severity: int = 3,
+        target: str | None = None,
+        seed: int | None = None,
+    ) -> ShiftResult:
+        """Domain shift: a probe trained on clean ``task``, scored on shifted test data.
+
+        Either ``corruption`` (a CIFAR-10-C corruption at ``severity`` 1..5, applied to the test
+        split on the fly, deterministic per seed) or ``target`` (another task with the same
+        classes, e.g. MNIST-sample digits to scikit-learn digits).
+        """
+        if (corruption is None) == (target is None):
+            raise ValueError(
+                "give exactly one of corruption= (e.g. 'gaussian_noise') or target= (another task)"
+            )
+        start = time.perf_counter()
+        clean, fit, bb, tk = self._probe(backbone, task, seed, DEFAULT_GRID)
+        return self._keep(self._shifted(bb, tk, clean, fit, corruption, severity, target, seed, start))
+
+    def shift_suite(
+        self,
+        backbone: str,
+        task: str,
+        *,
+        corruptions: tuple[str, ...] | None = None,
+        severities: tuple[int, ...] = (1, 2, 3, 4, 5),
+        seed: int | None = None,
+    ) -> ShiftSuiteResult:
+        """Accuracy under every corruption of a suite (default: the CIFAR-10-C benchmark set) and severity.
+
+        One head is trained on clean data and scored on every shifted test split; the report gets
+        the suite's aggregates and the full table (in the score's ``extra``), not one row per cell.
+        """
+        from reusespec.corruptions import DEFAULT_SUITE
+
+        clean, fit, bb, tk = self._probe(backbone, task, seed, DEFAULT_GRID)
+        shifts = []
+        for name in corruptions or DEFAULT_SUITE:
+            for severity in severities:
+                start = time.perf_counter()
+                shifts.append(
+                    (name, severity, self._shifted(bb, tk, clean, fit, name, severity, None, seed, start))
+                )
+        return self._keep(ShiftSuiteResult(backbone, task, shifts))
+
+    def _shifted(
+        self,
+        bb: Backbone,
+        tk: Task,
+        clean: ProbeResult,
+        fit: ProbeFit,
+        corruption: str | None,
+        severity: int,
+        target: str | None,
+        seed: int | None,
+        start: float,
+    ) -> ShiftResult:
+        split, label = self._shifted_test_split(tk, corruption, severity, target, seed)
+        feats, hit = self.session.features(bb, split, label=f"{bb.name} on {tk.name} ~ {label}")
+        accuracy = classification_metrics(split.labels, fit.head.logits(feats))["accuracy"]
+        elapsed = time.perf_counter() - start
+        return ShiftResult(bb.name, tk.name, label, clean, accuracy, elapsed, bool(clean.cache_hit and hit))
+
+    def _shifted_test_split(
+        self, task: Task, corruption: str | None, severity: int, target: str | None, seed: int | None
+    ) -> tuple[Split, str]:
+        if target is not None:
+            other = self.task(target, seed)
+            if list(other.class_names) != list(task.class_names):
+                raise TaskError(
+                    f"cannot score a head trained on {task.name!r} on {target!r}: their classes differ "
+                    f"({list(task.class_names)} vs {list(other.class_names)}); cross-dataset shift needs "
+                    "the same label space (select classes with e.g. 'mnist5k:0-4')"
+                )
+            return other.test, f"target {target}"
+        from reusespec.corruptions import corrupt
+
+        assert corruption is not None
+        corruption_seed = self.session.config.seed if seed is None else seed
+
+        def apply(images: torch.Tensor, positions: np.ndarray) -> torch.Tensor:
+            return corrupt(images.cpu(), corruption, severity, corruption_seed, indices=positions)
+
+        tag = f"{corruption}@{severity}"
+        return task.test.transformed(apply, f"{tag}:seed={corruption_seed}"), tag
+
+    def profile(
+        self, backbone: str | list[str], tasks: list[str], *, strategy: str = "head-only", **kwargs: Any
+    ) -> ProfileResult | ProfileMatrix:
+        """One backbone over many tasks (a ProfileResult), or several (a ProfileMatrix)."""
+        if not isinstance(backbone, str):
+            return ProfileMatrix([self._profile_one(b, tasks, strategy, kwargs) for b in backbone])
+        return self._profile_one(backbone, tasks, strategy, kwargs)
+
+    def _profile_one(
+        self, backbone: str, tasks: list[str], strategy: str, kwargs: dict[str, Any]
+    ) -> ProfileResult:
+        inner = Reuse(self.session)
+        per_task: dict[str, Any] = {}
+        for task in tasks:
+            if strategy == "head-only":
+                per_task[task] = inner.probe(backbone, task, **kwargs)
+            else:
+                per_task[task] = inner.finetune(backbone, task, strategy=strategy, **kwargs)
+        return self._keep(ProfileResult(backbone, per_task))
+
+    def complexity(
+        self,
+        backbone: str,
+        *,
+        input_size: tuple[int, ...] | None = None,
+        batch_size: int = 1,
+        latency: bool = True,
+        memory: bool = True,
+        include_head: bool = True,
+    ) -> ComplexityResult:
+        """Parameters, MACs (FLOPs = 2 x MACs), latency, peak memory and checkpoint size.
+
+        Counted on the backbone as published, with its source classification head unless
+        ``include_head=False``, so that torchvision models match their weights' metadata.
+        Counting needs no weights: a ``torchvision:`` backbone whose weights are missing is
+        measured on its architecture.
+        """
+        from torch import nn
+
+        from reusespec.backbones.registry import build_architecture
+        from reusespec.complexity import measure_complexity
+
+        start = time.perf_counter()
+        try:
+            bb = self.session.backbone(backbone)
+            model: nn.Module = bb.model
+            if include_head and bb.source_head is not None:
+                model = nn.Sequential(bb.model, bb.source_head)
+            spec = bb.input_spec
+            weights_loaded = True
+        except ResourceUnavailable as exc:
+            if not backbone.startswith("torchvision:"):
+                self._unavailable(exc)
+                raise
+            model, spec = build_architecture(backbone.split(":")[0] + ":" + backbone.split(":")[1] + ":none")
+            weights_loaded = False
+        size = input_size or (spec.channels, *spec.size)
+        measured = measure_complexity(
+            model,
+            tuple(size),
+            device=self.session.device,
+            batch_size=batch_size,
+            measure_latency=latency,
+            measure_memory=memory,
+        )
+        return self._keep(ComplexityResult(backbone, measured, time.perf_counter() - start, weights_loaded))
+
+    def rank(
+        self, backbones: list[str], task: str, *, method: str = "logme", seed: int | None = None
+    ) -> Ranking:
+        """Order backbones by a transferability score on the task's training data; no training.
+
+        Methods: logme, hscore, hscore-shrink, nce and leep (need a source head), knn.
+        """
+        from reusespec.transferability import transferability_score
+
+        start = time.perf_counter()
+        scores: dict[str, float] = {}
+        hits = []
+        for name in backbones:
+            bb = self.backbone(name)
+            tk = self.task(task, seed)
+            parts = [
+                self.session.features(bb, s, label=f"{name} on {task} [{s.name}]") for s in (tk.train, tk.val)
+            ]
+            hits += [hit for _, hit in parts]
+            features = np.concatenate([np.asarray(f) for f, _ in parts])
+            labels = np.concatenate([tk.train.labels, tk.val.labels])
+            source_probs = None
+            if bb.source_head is not None:
+                with torch.inference_mode():
+                    head = bb.source_head.cpu().float()
+                    source_probs = (
+                        torch.softmax(head(torch.from_numpy(features).float()), dim=1).double().numpy()
+                    )
+            scores[name] = transferability_score(method, features, labels, source_probs=source_probs)
+        return self._keep(Ranking(task, method, scores, time.perf_counter() - start, all(hits)))
+
+    def rank_agreement(
+        self, backbones: list[str], task: str, *, method: str = "logme", seed: int | None = None
+    ) -> RankAgreementResult:
+        """Compare a score's ranking with head-only probe accuracy (weighted Kendall tau, Spearman)."""
+        from reusespec.transferability import rank_agreement
+
+        inner = Reuse(self.session)
+        ranking = inner.rank(backbones, task, method=method, seed=seed)
+        start = time.perf_counter()
+        accuracies = {b: float(inner.probe(b, task, seed=seed).accuracy) for b in backbones}
+        probe_seconds = time.perf_counter() - start
+        agreement = rank_agreement({b: float(v) for b, v in ranking.scores_by_backbone.items()}, accuracies)
+        return self._keep(RankAgreementResult(ranking, accuracies, agreement, probe_seconds))

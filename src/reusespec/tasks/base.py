@@ -58,6 +58,20 @@ class Split:
             self.name, new_labels, lambda idx: base_load(in_base[np.asarray(idx)]), fp, base, in_base
         )
 
+    def transformed(self, transform: Callable[[Any, np.ndarray], Any], tag: str) -> Split:
+        """The same examples with ``transform(raw_batch, positions)`` applied on load (a corruption).
+
+        The positions let a random transform draw per-example noise, so the result does not
+        depend on how the split is batched. ``tag`` must identify the transform and its seed.
+        """
+        parent_load = self.load
+
+        def load(idx: np.ndarray) -> Any:
+            idx = np.asarray(idx)
+            return transform(parent_load(idx), idx)
+
+        return Split(self.name, self.labels, load, digest("transformed", self.fingerprint, tag))
+
 
 @dataclass
 class Task:
