@@ -5,27 +5,47 @@ An entry is a directory ``entries/<key>/`` holding ``features.npy`` and ``meta.j
 into place with one ``os.replace``, so a reader sees a whole entry or none; an entry that
 fails verification (a truncated copy, a disk error) is treated as missing and rebuilt.
 Computation of a missing entry holds a per-key file lock, so concurrent processes (xdist
-workers) compute each entry once: the others wait and then read it.
+workers) compute each entry once: the others wait and then read it. The lock is an
+``flock``, which the operating system releases when its holder dies, so a killed worker
+leaves at most a staging directory behind, removed by the next writer of that key.
+
+Faults of the directory itself: a cache directory that cannot be written (read-only mount,
+no permission) is still read, and new entries go to a fallback directory under the system's
+temporary directory, with a warning; a disk that fills up during a write leaves nothing
+behind and raises :class:`CacheError` naming the directory.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from filelock import FileLock
 
-from reusespec.hashing import file_digest
+from reusespec.errors import ReuseSpecError
+from reusespec.hashing import digest, file_digest
 
 ENTRY_FORMAT = 1
+_FULL_DISK = {errno.ENOSPC, errno.EDQUOT}
+_FIX = "point --reuse-cache-dir (or REUSESPEC_CACHE_DIR) at a writable directory with free space"
+
+
+class CacheError(ReuseSpecError, OSError):
+    """The feature cache cannot store an entry (disk full, directory not writable)."""
+
+
+class CacheFallbackWarning(UserWarning):
+    """The cache directory is not writable; entries go to a temporary directory instead."""
 
 
 @dataclass
@@ -42,32 +62,57 @@ class FeatureCache:
         self.root = Path(root)
         self.verify = verify
         self.stats = CacheStats()
+        self._write_root: Path | None = None  # decided on the first write: root, or a fallback
 
-    def entry_dir(self, key: str) -> Path:
-        return self.root / "entries" / key
+    def entry_dir(self, key: str, root: Path | None = None) -> Path:
+        return (root or self.root) / "entries" / key
+
+    @property
+    def write_root(self) -> Path:
+        """Where new entries go: the cache directory, or a temporary one if it is not writable."""
+        if self._write_root is None:
+            self._write_root = self._choose_write_root()
+        return self._write_root
 
     def get_or_compute(
         self, key: str, compute: Callable[[], np.ndarray], meta: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, bool]:
         """The array stored under ``key`` (memory-mapped) and whether it was a hit."""
-        found = self.read(key)
+        found = self._find(key, discard=False)  # no lock: entries appear whole or not at all
         if found is not None:
             self.stats.hits += 1
             return found, True
-        lock_dir = self.root / "locks"
+        root = self.write_root
+        lock_dir = root / "locks"
         lock_dir.mkdir(parents=True, exist_ok=True)
         with FileLock(str(lock_dir / f"{key}.lock")):
-            found = self.read(key)  # another process may have written it while we waited
+            # Holding the key's lock: another process may have written the entry while we
+            # waited, and bad entries or staging left by a killed writer can go safely.
+            found = self._find(key, discard=True)
             if found is not None:
                 self.stats.hits += 1
                 return found, True
+            self._remove_leftovers(key, root)
             array = np.ascontiguousarray(compute())
             self.write(key, array, meta or {})
             self.stats.misses += 1
             return array, False
 
     def read(self, key: str) -> np.ndarray | None:
-        entry = self.entry_dir(key)
+        """The verified entry for ``key``, or None; a bad entry is left for the next writer."""
+        return self._find(key, discard=False)
+
+    def _find(self, key: str, discard: bool) -> np.ndarray | None:
+        roots = [self.root]
+        if self._write_root is not None and self._write_root != self.root:
+            roots.append(self._write_root)
+        for root in roots:
+            found = self._read_entry(self.entry_dir(key, root), discard and root == self.write_root)
+            if found is not None:
+                return found
+        return None
+
+    def _read_entry(self, entry: Path, discard: bool) -> np.ndarray | None:
         meta_path = entry / "meta.json"
         data_path = entry / "features.npy"
         if not meta_path.exists():
@@ -79,19 +124,25 @@ class FeatureCache:
             if self.verify and file_digest(data_path) != meta["checksum"]:
                 raise ValueError("checksum mismatch")
             array = np.load(data_path, mmap_mode="r")
-        except (OSError, ValueError, KeyError):
-            self._discard(entry)
+            if list(array.shape) != meta["shape"] or array.dtype.str != meta["dtype"]:
+                raise ValueError("shape or dtype mismatch")
+        except (OSError, ValueError, KeyError, TypeError):
+            if discard:
+                self._discard(entry)
             return None
         return array
 
     def write(self, key: str, array: np.ndarray, meta: dict[str, Any]) -> None:
-        tmp_root = self.root / "tmp"
-        tmp_root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=tmp_root))
+        """Store ``array`` under ``key`` atomically; call it holding the key's lock."""
+        root = self.write_root
+        staging: Path | None = None
         try:
+            tmp_root = root / "tmp"
+            tmp_root.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=tmp_root))
             data_path = staging / "features.npy"
             with open(data_path, "wb") as f:
-                np.save(f, array)
+                _write_npy(f, array)
                 f.flush()
                 os.fsync(f.fileno())
             record = {
@@ -104,13 +155,27 @@ class FeatureCache:
                 **meta,
             }
             (staging / "meta.json").write_text(json.dumps(record, indent=1, default=str))
-            final = self.entry_dir(key)
+            final = self.entry_dir(key, root)
             final.parent.mkdir(parents=True, exist_ok=True)
-            if final.exists():  # a corrupt entry found by read(); we hold the key's lock
+            if final.exists():  # a bad entry left by an earlier run; we hold the key's lock
                 self._discard(final)
-            os.replace(staging, final)
+            try:
+                os.replace(staging, final)
+            except OSError as exc:
+                # Another writer got there first: possible only where file locks do not work
+                # (some network filesystems). Its entry holds the same features.
+                if (
+                    exc.errno in (errno.ENOTEMPTY, errno.EEXIST)
+                    and self._read_entry(final, False) is not None
+                ):
+                    return
+                raise
+        except OSError as exc:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+            raise _write_error(exc, root, array.nbytes) from exc
         finally:
-            if staging.exists():
+            if staging is not None and staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
 
     def _discard(self, entry: Path) -> None:
@@ -118,10 +183,88 @@ class FeatureCache:
         if not entry.exists():
             return
         self.stats.rebuilt_corrupt += 1
-        trash = self.root / "tmp" / f"discard-{entry.name}-{os.getpid()}-{time.monotonic_ns()}"
-        trash.parent.mkdir(parents=True, exist_ok=True)
+        trash = entry.parent.parent / "tmp" / f"discard-{entry.name}-{os.getpid()}-{time.monotonic_ns()}"
         try:
+            trash.parent.mkdir(parents=True, exist_ok=True)
             os.replace(entry, trash)
         except OSError:
             return
         shutil.rmtree(trash, ignore_errors=True)
+
+    def _remove_leftovers(self, key: str, root: Path) -> None:
+        """Staging and discarded directories of ``key`` left by a writer that was killed.
+
+        Only called under the key's lock, so no live process is writing them.
+        """
+        tmp_root = root / "tmp"
+        if not tmp_root.is_dir():
+            return
+        for pattern in (f"{key}.*", f"discard-{key}-*"):
+            for leftover in tmp_root.glob(pattern):
+                shutil.rmtree(leftover, ignore_errors=True)
+
+    def _choose_write_root(self) -> Path:
+        try:
+            _check_writable(self.root)
+            return self.root
+        except OSError as exc:
+            problem = exc.strerror or str(exc)
+        fallback = fallback_dir(self.root)
+        try:
+            _check_writable(fallback)
+        except OSError as exc:
+            raise CacheError(
+                f"the feature cache directory {self.root} is not writable ({problem}), and neither is the "
+                f"fallback {fallback} ({exc.strerror or exc}); {_FIX}"
+            ) from exc
+        warnings.warn(
+            f"the feature cache directory {self.root} is not writable ({problem}): its entries are still "
+            f"read, but new features are cached in {fallback} instead, which the system may clear. To keep "
+            f"them, make {self.root} writable or {_FIX}.",
+            CacheFallbackWarning,
+            stacklevel=4,
+        )
+        return fallback
+
+
+def fallback_dir(root: Path) -> Path:
+    """A per-user directory for a cache whose own directory is not writable.
+
+    Named after the original directory, so every process of a run (xdist workers) and later
+    runs on this machine share it.
+    """
+    user = str(os.getuid()) if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    name = digest("fallback", str(root.expanduser().absolute()))[:16]
+    return Path(tempfile.gettempdir()) / f"reusespec-{user}" / "features-fallback" / name
+
+
+def _check_writable(root: Path) -> None:
+    """Raise OSError unless files can be created (and removed) in ``root``."""
+    for sub in ("entries", "locks", "tmp"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(prefix="write-check.", dir=root / "tmp")
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _write_npy(f: BinaryIO, array: np.ndarray) -> None:
+    """``np.save`` for a C-contiguous array, with the operating system's error on a short write.
+
+    ``np.save`` to a real file goes through ``ndarray.tofile``, which reports a full disk as
+    "N requested and M written" without an errno; Python's own ``write`` raises ENOSPC.
+    """
+    array = np.ascontiguousarray(array)
+    np.lib.format.write_array_header_1_0(f, np.lib.format.header_data_from_array_1_0(array))
+    f.write(array.reshape(-1).view(np.uint8).data)
+
+
+def _write_error(exc: OSError, root: Path, nbytes: int) -> CacheError:
+    if exc.errno in _FULL_DISK:
+        return CacheError(
+            exc.errno,
+            f"the feature cache directory {root} is full ({exc.strerror}) while storing "
+            f"{nbytes / 1e6:.1f} MB of features; nothing partial was left behind. Free space there "
+            f"(old entries under {root / 'entries'} can be deleted at any time) or {_FIX}.",
+        )
+    message = f"cannot store features in the cache directory {root}: {exc}. Check it, or {_FIX}."
+    return CacheError(exc.errno, message) if exc.errno is not None else CacheError(message)

@@ -40,25 +40,70 @@ def extract_features(
     """Features of every example of ``split`` as a float32 array ``(N, feature_dim)``.
 
     Raw uint8 batches go to the device before preprocessing, so the host sends a quarter of
-    the bytes that float input would need.
+    the bytes that float input would need. A batch that runs out of device memory is retried
+    with half as many examples, down to one, so a large ``batch_size`` costs speed, not the run.
     """
     device = torch.device(device)
     model = backbone.model.to(device).eval()
     out = np.empty((len(split), backbone.feature_dim), dtype=np.float32)
     start = last_report = time.perf_counter()
-    for first in range(0, len(split), batch_size):
+    first = 0
+    while first < len(split):
         positions = np.arange(first, min(first + batch_size, len(split)))
-        raw = split.load(positions)
-        inputs = backbone.prepare(raw.to(device, non_blocking=True) if isinstance(raw, torch.Tensor) else raw)
-        feats = model(inputs)
-        if feats.ndim != 2 or feats.shape[1] != backbone.feature_dim:
-            raise ValueError(
-                f"{backbone.name} returned features of shape {tuple(feats.shape)}; expected "
-                f"(batch, {backbone.feature_dim})"
-            )
-        out[positions[0] : positions[-1] + 1] = feats.float().cpu().numpy()
+        feats: np.ndarray | None
+        try:
+            feats = _batch_features(backbone, model, split, positions, device)
+        except RuntimeError as exc:  # torch.OutOfMemoryError is one
+            if not _is_out_of_memory(exc):
+                raise
+            if len(positions) == 1:
+                what = f"{backbone.name} ({label})" if label else backbone.name
+                raise torch.OutOfMemoryError(
+                    f"out of memory on {device} extracting features of {what} even one image at a time: the "
+                    "model and one input do not fit. Free the device (other processes may hold its memory) "
+                    f"or run on another one (--reuse-device). Cause: {exc}"
+                ) from exc
+            feats = None
+        if feats is None:
+            # Outside the except block, so the failed batch's tensors are no longer referenced.
+            batch_size = max(1, len(positions) // 2)
+            _release_cached_memory(device)
+            if progress:
+                progress(
+                    f"out of memory on {device} with {len(positions)} images per batch; retrying with "
+                    f"{batch_size} (--reuse-batch-size {batch_size} starts there)"
+                )
+            continue
+        out[positions[0] : positions[-1] + 1] = feats
+        first = positions[-1] + 1
         now = time.perf_counter()
         if progress and now - last_report > 5.0:
             last_report = now
-            progress(f"extracting {label}: {positions[-1] + 1}/{len(split)} images, {now - start:.0f}s")
+            progress(f"extracting {label}: {first}/{len(split)} images, {now - start:.0f}s")
     return out
+
+
+def _batch_features(
+    backbone: Backbone, model: torch.nn.Module, split: Split, positions: np.ndarray, device: torch.device
+) -> np.ndarray:
+    raw = split.load(positions)
+    inputs = backbone.prepare(raw.to(device, non_blocking=True) if isinstance(raw, torch.Tensor) else raw)
+    feats = model(inputs)
+    if feats.ndim != 2 or feats.shape[1] != backbone.feature_dim:
+        raise ValueError(
+            f"{backbone.name} returned features of shape {tuple(feats.shape)}; expected "
+            f"(batch, {backbone.feature_dim})"
+        )
+    return feats.float().cpu().numpy()
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA raises torch.OutOfMemoryError; other backends (MPS) a RuntimeError that says so."""
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def _release_cached_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps":
+        torch.mps.empty_cache()

@@ -1,14 +1,21 @@
-"""Content hashes used as cache keys and fingerprints."""
+"""Content hashes used as cache keys and fingerprints.
+
+numpy only: torch is looked up only when a tensor is passed (a tensor cannot exist without
+torch imported), so processes that just read the feature cache start without importing it.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def digest(*parts: Any) -> str:
@@ -17,10 +24,20 @@ def digest(*parts: Any) -> str:
     return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
 
 
+def _is_tensor(obj: object) -> bool:
+    torch_module = sys.modules.get("torch")
+    return torch_module is not None and isinstance(obj, torch_module.Tensor)
+
+
 def array_digest(array: np.ndarray | torch.Tensor) -> str:
     """Digest of an array's dtype, shape and bytes."""
-    if isinstance(array, torch.Tensor):
-        array = array.detach().cpu().contiguous().numpy()
+    if _is_tensor(array):
+        import torch
+
+        tensor: torch.Tensor = array  # type: ignore[assignment]
+        if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16
+            tensor = tensor.to(torch.float32)
+        array = tensor.detach().cpu().contiguous().numpy()
     array = np.ascontiguousarray(array)
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{array.dtype.str}{array.shape}".encode())
@@ -32,11 +49,8 @@ def state_dict_digest(state: dict[str, torch.Tensor]) -> str:
     """Digest of a state dict's names, dtypes, shapes and values, independent of the file format."""
     h = hashlib.blake2b(digest_size=16)
     for key in sorted(state):
-        tensor = state[key]
         h.update(key.encode())
-        h.update(
-            array_digest(tensor.to(torch.float32) if tensor.dtype == torch.bfloat16 else tensor).encode()
-        )
+        h.update(array_digest(state[key]).encode())
     return h.hexdigest()
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from reusespec.results import Metric, ProbeResult, Result
+from reusespec.results import Metric, ProbeResult, Result, attach_accuracy_ci
 
 
 class FinetuneOutcome(Result):
@@ -36,6 +36,7 @@ class FinetuneOutcome(Result):
             backbone=backbone, task=task, strategy=run.strategy, seconds=run.seconds
         )
         self.accuracy = self._score("accuracy", run.accuracy, extra=extra, **common)
+        attach_accuracy_ci(self.records[-1], run.test_labels, run.test_predictions)
         self.macro_f1 = self._score("macro_f1", run.macro_f1, extra=extra, **common)
         self.top5_accuracy = (
             self._score("top5_accuracy", run.top5_accuracy, extra=extra, **common)

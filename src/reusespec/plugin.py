@@ -14,12 +14,14 @@ from typing import Any
 
 import pytest
 
+from reusespec import plugin_xdist
 from reusespec.errors import ResourceUnavailable
 from reusespec.report import SpecOutcome, build_report, environment, format_table, write_json_atomic
 from reusespec.results import ScoreRecord
 from reusespec.session import Reuse, ReuseConfig, ReuseSession, default_cache_dir
 
 PROPERTY = "reusespec.scores"
+REUSE_FIXTURES = frozenset({"reuse", "reuse_session", "reuse_device"})
 _records_key = pytest.StashKey[list[ScoreRecord]]()
 
 
@@ -71,11 +73,18 @@ def _option(config: pytest.Config, name: str) -> Any:
 
 
 def _path(config: pytest.Config, name: str) -> Path | None:
+    from_command_line = config.getoption(f"reuse_{name}") is not None
     value = _option(config, name)
     if not value:
         return None
     path = Path(value).expanduser()
-    return path if path.is_absolute() else Path(config.invocation_params.dir) / path
+    if path.is_absolute():
+        return path
+    # As pytest does for its own path options: a command-line path is relative to where pytest
+    # was started, an ini path to the ini file (so it does not move with the working directory).
+    if from_command_line or config.inipath is None:
+        return Path(config.invocation_params.dir) / path
+    return config.inipath.parent / path
 
 
 def config_from_pytest(config: pytest.Config) -> ReuseConfig:
@@ -127,29 +136,31 @@ class ReusePlugin:
     # -- collecting outcomes (runs on the controller under xdist, and in serial runs) --
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        scores = [
-            ScoreRecord.from_dict(d)
-            for name, value in report.user_properties
-            if name == PROPERTY
-            for d in value  # type: ignore[attr-defined]
-        ]
-        is_main_phase = report.when == "call" or (report.when == "setup" and not report.passed)
+        entries = [value for name, value in report.user_properties if name == PROPERTY]
         if report.when == "teardown" and report.failed and report.nodeid in self.outcomes:
-            self.outcomes[report.nodeid].outcome = "error"
+            spec = self.outcomes[report.nodeid]
+            spec.outcome, spec.message = "error", spec.message or _message(report)
             return
-        if not is_main_phase:
-            return
+        is_main_phase = report.when == "call" or (report.when == "setup" and not report.passed)
+        if not is_main_phase or not entries:
+            return  # a test that is not a reuse spec (it uses no reusespec fixture)
+        scores = [ScoreRecord.from_dict(d) for value in entries for d in value]  # type: ignore[attr-defined]
         outcome = report.outcome if report.when == "call" else ("skipped" if report.skipped else "error")
-        message = ""
-        if report.skipped and isinstance(report.longrepr, tuple):
-            message = str(report.longrepr[2]).removeprefix("Skipped: ")
-        elif report.failed:
-            message = report.longreprtext.strip().splitlines()[-1] if report.longreprtext else ""
-        self.outcomes[report.nodeid] = SpecOutcome(report.nodeid, outcome, report.duration, message, scores)
+        self.outcomes[report.nodeid] = SpecOutcome(
+            report.nodeid, outcome, report.duration, _message(report), scores
+        )
 
-    def pytest_report_header(self, config: pytest.Config) -> str:
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        from reusespec.devices import cpu_fallback_note
+
         s = self.settings
-        return f"reusespec: cache={s.cache_dir} device={s.device} seed={s.seed} download={s.allow_download}"
+        lines = [
+            f"reusespec: cache={s.cache_dir} device={s.device} seed={s.seed} download={s.allow_download}"
+        ]
+        note = cpu_fallback_note(self.session.device)
+        if note:
+            lines.append(f"reusespec: {note}")
+        return lines
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         lines = format_table(list(self.outcomes.values()))
@@ -159,22 +170,45 @@ class ReusePlugin:
                 terminalreporter.write_line(line)
         report_path = _path(self.config, "report")
         if report_path is not None and not self.is_worker:
-            env = environment(
-                {
-                    "seed": self.settings.seed,
-                    "device": self.settings.device,
-                    "cache_dir": str(self.settings.cache_dir),
-                }
-            )
-            write_json_atomic(report_path, build_report(list(self.outcomes.values()), env))
+            settings = {
+                "seed": self.settings.seed,
+                "device": self.settings.device,
+                "batch_size": self.settings.batch_size,
+                "cache_dir": str(self.settings.cache_dir),
+            }
+            if not self.config.pluginmanager.has_plugin("dsession"):
+                # A serial run computed everything here; under xdist each worker picks its own.
+                settings["device_used"] = str(self.session.device)
+            settings.update(plugin_xdist.extraction_counts(self.config))  # workers' too, under xdist
+            env = environment(settings)
+            document = build_report(list(self.outcomes.values()), env)
+            write_json_atomic(report_path, document)
             terminalreporter.write_line(f"reusespec report written to {report_path}")
+            from reusespec.pictures import write_pictures
+
+            for picture in write_pictures(document, report_path, note=terminalreporter.write_line):
+                terminalreporter.write_line(f"reusespec picture written to {picture}")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "reuse: a reusability spec (added automatically to specs using `reuse`)"
-    )
+    if hasattr(config, "workerinput"):
+        from reusespec.devices import configure_worker_threads
+
+        configure_worker_threads()  # n workers x all cores would oversubscribe the CPU
     config.pluginmanager.register(ReusePlugin(config), "reusespec-plugin")
+    plugin_xdist.register(config)  # backbone groups under --dist loadgroup, workers' extraction counts
+
+
+def _message(report: pytest.TestReport) -> str:
+    """Why a spec was skipped, or the exception it failed with (assertion text included)."""
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    if not report.failed:
+        return ""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        return str(crash.message)
+    return report.longreprtext.strip().splitlines()[-1] if report.longreprtext else ""
 
 
 def _plugin(config: pytest.Config) -> ReusePlugin:
@@ -187,7 +221,8 @@ class PytestReuse(Reuse):
     """The facade for specs: missing weights or data skip the spec with the reason."""
 
     def _unavailable(self, exc: ResourceUnavailable) -> None:
-        pytest.skip(str(exc))
+        # Reported at the spec's location, not this line (as pytest does for a skip in a fixture).
+        raise pytest.skip.Exception(str(exc), _use_item_location=True)
 
 
 @pytest.fixture(scope="session")
@@ -213,7 +248,10 @@ def reuse(request: pytest.FixtureRequest, reuse_session: ReuseSession) -> Reuse:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
-    records = item.stash.get(_records_key, None)
-    if records and report.when == "call":
+    # Every reuse spec's main phase carries the property (scores, possibly none), which is also
+    # how the controller under xdist tells specs from the other tests of the run.
+    is_spec = bool(REUSE_FIXTURES.intersection(getattr(item, "fixturenames", ())))
+    if is_spec and (report.when == "call" or (report.when == "setup" and not report.passed)):
+        records = item.stash.get(_records_key, [])
         report.user_properties.append((PROPERTY, [r.as_dict() for r in records]))
     return report

@@ -20,6 +20,7 @@ from reusespec.results import ScoreRecord
 
 SCHEMA = "reusespec-report"
 SCHEMA_VERSION = 1
+OUTCOMES = ("passed", "failed", "skipped", "error")
 
 
 @dataclass
@@ -27,7 +28,7 @@ class SpecOutcome:
     """One spec (test item): its outcome and the scores it computed."""
 
     nodeid: str
-    outcome: str  # passed | failed | skipped
+    outcome: str  # one of OUTCOMES
     duration: float = 0.0
     message: str = ""
     scores: list[ScoreRecord] = field(default_factory=list)
@@ -63,7 +64,8 @@ def environment(extra: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def build_report(outcomes: list[SpecOutcome], env: dict[str, Any]) -> dict[str, Any]:
-    counts: dict[str, int] = {}
+    # Every outcome is always present (0 when none), so readers can index the summary directly.
+    counts: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
     for o in outcomes:
         counts[o.outcome] = counts.get(o.outcome, 0) + 1
     return {
@@ -80,11 +82,19 @@ def write_json_atomic(path: str | Path, document: dict[str, Any]) -> Path:
     """Write JSON so that readers never see a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(document, f, indent=2, default=str)
-        f.write("\n")
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(document, f, indent=2, default=str)
+            f.write("\n")
+        # mkstemp creates the file private (0600); a report is meant to be read by CI and colleagues.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -95,6 +105,7 @@ COLUMNS = (
     "strategy",
     "metric",
     "value",
+    "95% CI",
     "threshold",
     "margin",
     "outcome",
@@ -111,6 +122,8 @@ def table_rows(outcomes: list[SpecOutcome]) -> list[tuple[str, ...]]:
             threshold = f"{s.op} {_number(s.threshold)}" if s.threshold is not None and s.op else "-"
             margin = _number(s.margin, signed=True) if s.margin is not None else "-"
             cache = "-" if s.cache_hit is None else ("hit" if s.cache_hit else "miss")
+            has_ci = s.ci_low is not None and s.ci_high is not None
+            ci = f"[{_number(s.ci_low or 0)}, {_number(s.ci_high or 0)}]" if has_ci else "-"
             rows.append(
                 (
                     name,
@@ -119,6 +132,7 @@ def table_rows(outcomes: list[SpecOutcome]) -> list[tuple[str, ...]]:
                     s.strategy,
                     s.metric,
                     _number(s.value),
+                    ci,
                     threshold,
                     margin,
                     o.outcome,
@@ -157,4 +171,8 @@ def _number(value: float, signed: bool = False) -> str:
 
 
 def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else "..." + text[-(width - 3) :]
+    """Keep the end of a long cell (the distinguishing part of a node id or path)."""
+    if len(text) <= width:
+        return text
+    keep = max(width - 3, 1)  # text[-0:] would be the whole text
+    return "..." + text[-keep:]

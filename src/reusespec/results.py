@@ -8,9 +8,10 @@ shows them without any extra code in the spec.
 
 from __future__ import annotations
 
+import numbers
 import operator
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
@@ -35,7 +36,12 @@ class ScoreRecord:
     threshold: float | None = None
     op: str | None = None
     passed: bool | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # (test labels, test predictions) of an accuracy score, for paired comparisons with a baseline
+    # (reusespec.baseline); kept in process only, left out of as_dict so reports stay small.
+    examples: tuple[Any, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def margin(self) -> float | None:
@@ -45,7 +51,9 @@ class ScoreRecord:
         return self.value - self.threshold if self.op in (">=", ">") else self.threshold - self.value
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "margin": self.margin}
+        data = asdict(replace(self, examples=None))
+        del data["examples"]
+        return {**data, "margin": self.margin}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScoreRecord:
@@ -64,9 +72,13 @@ class Metric(float):
         return obj
 
     def _compare(self, other: object, op: str) -> bool:
-        if isinstance(other, bool) or not isinstance(other, int | float):
+        if isinstance(other, str | bytes) or other is None:
+            raise TypeError(_not_a_threshold(self, other, op))
+        if not isinstance(other, numbers.Real):  # numpy scalars are Real too
             return NotImplemented
         result = _OPS[op](float(self), float(other))
+        if isinstance(other, bool):
+            return result  # compares as a float would, but True/False is no threshold
         if self.record is not None:
             self.record.threshold, self.record.op, self.record.passed = float(other), op, result
         return result
@@ -87,6 +99,25 @@ class Metric(float):
 
     def __reduce__(self) -> tuple[type, tuple[float]]:
         return (float, (float(self),))  # pickles as a plain float
+
+
+def _not_a_threshold(metric: Metric, other: object, op: str) -> str:
+    """Why ``metric >= other`` cannot be a gate, and how to write it (a threshold read as text, None)."""
+    name = metric.record.metric if metric.record is not None else "score"
+    text = other.decode(errors="replace") if isinstance(other, bytes) else other
+    try:
+        number = float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        fix = f"compare with a number, e.g. {name} {op} 0.9"
+    else:
+        fix = (
+            f"write the number without quotes, {name} {op} {number!r} (a threshold read from a file "
+            "or an environment variable needs float(...))"
+        )
+    return (
+        f"cannot compare {name} = {float(metric):.4f} with {other!r} ({type(other).__name__}): "
+        f"a threshold must be a number; {fix}"
+    )
 
 
 class Result:
@@ -117,6 +148,20 @@ class Result:
 
     def scores(self) -> dict[str, float]:
         return {r.metric: r.value for r in self.records}
+
+
+def attach_accuracy_ci(record: ScoreRecord, labels: Any, predictions: Any, confidence: float = 0.95) -> None:
+    """Give an accuracy record its bootstrap interval over test examples (REFERENCE: statistics)."""
+    import numpy as np
+
+    from reusespec.stats import bootstrap_ci
+
+    correct = (np.asarray(predictions) == np.asarray(labels)).astype(float)
+    if len(correct) == 0:
+        return
+    interval = bootstrap_ci(correct, confidence=confidence)
+    record.ci_low, record.ci_high = interval.low, interval.high
+    record.examples = (np.asarray(labels), np.asarray(predictions))
 
 
 class ProbeResult(Result):
@@ -155,6 +200,7 @@ class ProbeResult(Result):
             )
 
         self.accuracy = self._metric(record("accuracy"))
+        attach_accuracy_ci(self.records[-1], test_labels, test_predictions)
         self.macro_f1 = self._metric(record("macro_f1"))
         self.top5_accuracy = self._metric(record("top5_accuracy")) if "top5_accuracy" in metrics else None
 

@@ -71,6 +71,11 @@ class ReuseSession:
         self._backbones: dict[str, Backbone] = {}
         self._tasks: dict[tuple[str, int], Task] = {}
         self._device: torch.device | None = None
+        # What specs used since the release gate last cleared these (its reproducibility receipt),
+        # and the gate's backbone swap (--reuse-swap-backbone): spec string -> string to load.
+        self.used_backbones: dict[str, Backbone] = {}
+        self.used_tasks: dict[tuple[str, int], Task] = {}
+        self.backbone_alias: Callable[[str], str] | None = None
 
     @property
     def device(self) -> torch.device:
@@ -86,15 +91,17 @@ class ReuseSession:
 
     def backbone(self, spec: str) -> Backbone:
         """A backbone, loaded once per session."""
-        if spec not in self._backbones:
+        target = self.backbone_alias(spec) if self.backbone_alias is not None else spec
+        if target not in self._backbones:
             context = BackboneContext(
                 cache_dir=self.config.cache_dir,
                 allow_download=self.config.allow_download,
                 trusted_pickles=self.config.trusted_pickles,
                 progress=self.progress,
             )
-            self._backbones[spec] = resolve_backbone(spec, context)
-        return self._backbones[spec]
+            self._backbones[target] = resolve_backbone(target, context)
+        self.used_backbones[spec] = self._backbones[target]
+        return self._backbones[target]
 
     def task(self, spec: str, seed: int | None = None) -> Task:
         """A task with its splits for ``seed`` (the run's seed by default), loaded once per session."""
@@ -103,6 +110,7 @@ class ReuseSession:
             self._tasks[spec, seed] = load_task(
                 spec, seed=seed, data_dir=self.config.data_dir, allow_download=self.config.allow_download
             )
+        self.used_tasks[spec, seed] = self._tasks[spec, seed]
         return self._tasks[spec, seed]
 
     def features(self, backbone: Backbone, split: Split, label: str = "") -> tuple[np.ndarray, bool]:
@@ -204,10 +212,28 @@ class Reuse:
         return result, fit, bb, tk
 
     def probe(
-        self, backbone: str, task: str, *, seed: int | None = None, l2_grid: tuple[float, ...] = DEFAULT_GRID
+        self,
+        backbone: str,
+        task: str,
+        *,
+        seed: int | None = None,
+        seeds: int | None = None,
+        l2_grid: tuple[float, ...] = DEFAULT_GRID,
     ) -> ProbeResult:
-        """Head-only transfer: a linear probe on the backbone's frozen, cached features."""
+        """Head-only transfer: a linear probe on the backbone's frozen, cached features.
+
+        ``seeds=k`` repeats it with seeds ``seed, seed+1, ...``: scores are means over the seeds,
+        with an interval holding seed and test-set noise (:mod:`reusespec.seeding`).
+        """
+        if seeds is not None:
+            return self._over_seeds(seed, seeds, lambda s: self._probe(backbone, task, s, l2_grid)[0])
         return self._keep(self._probe(backbone, task, seed, l2_grid)[0])
+
+    def _over_seeds(self, seed: int | None, seeds: int, run: Callable[[int], Any]) -> Any:
+        from reusespec.seeding import over_seeds
+
+        first = self.session.config.seed if seed is None else seed
+        return self._keep(over_seeds(run, range(first, first + seeds)))
 
     def finetune(
         self,
@@ -216,6 +242,7 @@ class Reuse:
         *,
         strategy: str = "full",
         seed: int | None = None,
+        seeds: int | None = None,
         unfreeze: int | None = None,
         unfreeze_modules: list[str] | None = None,
         **overrides: Any,
@@ -224,8 +251,16 @@ class Reuse:
 
         Training settings (``epochs``, ``lr_head``, ``lr_backbone``, ``batch_size``, ``augment``,
         ...) override the strategy's defaults; see :class:`reusespec.finetune.TrainConfig`.
+        ``seeds=k`` repeats it over k seeds, as for :meth:`probe`.
         """
         from reusespec.finetune import finetune
+
+        if seeds is not None:
+            inner = Reuse(self.session)
+            kwargs: dict[str, Any] = dict(unfreeze=unfreeze, unfreeze_modules=unfreeze_modules, **overrides)
+            return self._over_seeds(
+                seed, seeds, lambda s: inner.finetune(backbone, task, strategy=strategy, seed=s, **kwargs)
+            )
 
         bb = self.backbone(backbone)
         tk = self.task(task, seed)

@@ -40,19 +40,84 @@ def find_head(model: nn.Module) -> str:
 def find_blocks(model: nn.Module, head: str) -> list[str]:
     """Names of the parameterised blocks in forward order, the head excluded.
 
-    A model with a ``features`` Sequential (VGG, MobileNet, EfficientNet, the demo zoo) is
-    split into its entries; otherwise the top-level children are the blocks (ResNet's
-    conv1, bn1, layer1..layer4).
+    The top-level children are the blocks (ResNet's conv1, bn1, layer1..layer4), except that
+    a ``features`` Sequential (VGG, MobileNet, EfficientNet, ConvNeXt, Swin, the demo zoo)
+    contributes its entries, and the layers of the head's container that come before the
+    head are the last blocks (MobileNetV3's and VGG's hidden Linear layers, ConvNeXt's
+    LayerNorm): they make the features. When that gives fewer than three blocks, the main
+    stack is opened up: ViT's ``encoder`` becomes its encoder layers, RegNet's
+    ``trunk_output`` its stages. Children are taken in registration order, which is forward
+    order for these families.
     """
     head_root = head.split(".")[0]
-    features = getattr(model, "features", None)
-    if isinstance(features, nn.Sequential):
-        return [f"features.{name}" for name, child in features.named_children() if _has_params(child)]
-    return [name for name, child in model.named_children() if name != head_root and _has_params(child)]
+    blocks: list[str] = []
+    for name, child in model.named_children():
+        if name == head_root or not _has_params(child):
+            continue
+        if name == "features" and isinstance(child, nn.Sequential):
+            blocks += _param_children(child, prefix="features.")
+        else:
+            blocks.append(name)
+    stack = _main_stack(model, blocks) if len(blocks) < 3 else None
+    if stack is not None:
+        i = next(i for i, b in enumerate(blocks) if stack == b or stack.startswith(b + "."))
+        blocks[i : i + 1] = _expand_towards(model, blocks[i], stack)
+    return blocks + _before_head(model, head)
+
+
+def _before_head(model: nn.Module, head: str) -> list[str]:
+    """Parameterised siblings registered before the head inside its container."""
+    parent_name, _, leaf = head.rpartition(".")
+    if not parent_name:
+        return []
+    out = []
+    for name, child in model.get_submodule(parent_name).named_children():
+        if name == leaf:
+            break
+        if _has_params(child):
+            out.append(f"{parent_name}.{name}")
+    return out
 
 
 def _has_params(module: nn.Module) -> bool:
     return any(True for _ in module.parameters())
+
+
+def _param_children(module: nn.Module, prefix: str = "") -> list[str]:
+    return [f"{prefix}{name}" for name, child in module.named_children() if _has_params(child)]
+
+
+def _main_stack(model: nn.Module, blocks: list[str], max_depth: int = 4) -> str | None:
+    """The first Sequential/ModuleList of >= 2 blocks on the way down the largest modules."""
+    if not blocks:
+        return None
+    name = max(blocks, key=lambda b: _num_params(model.get_submodule(b)))
+    for _ in range(max_depth):
+        module = model.get_submodule(name)
+        children = _param_children(module)
+        if isinstance(module, (nn.Sequential, nn.ModuleList)) and len(children) >= 2:
+            return name
+        if not children:
+            return None
+        name = f"{name}.{max(children, key=lambda c: _num_params(module.get_submodule(c)))}"
+    return None
+
+
+def _num_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _expand_towards(model: nn.Module, name: str, target: str) -> list[str]:
+    """The block ``name`` split into its children, recursively along the way to ``target``."""
+    if name == target:
+        return _param_children(model.get_submodule(name), prefix=f"{name}.")
+    out = []
+    for child in _param_children(model.get_submodule(name), prefix=f"{name}."):
+        if target == child or target.startswith(child + "."):
+            out += _expand_towards(model, child, target)
+        else:
+            out.append(child)
+    return out
 
 
 def classifier_to_backbone(

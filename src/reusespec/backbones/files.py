@@ -104,8 +104,12 @@ def load_file_backbone(
             f"missing keys {_preview(missing)}, unexpected keys {_preview(unexpected)}. "
             "Check ?arch= names the architecture the checkpoint was saved from."
         )
-    meta = {"source": "file", "path": str(path), "arch": arch}
-    return classifier_to_backbone(spec, model, input_spec, head=head, meta=meta)
+    headless = f"{head}.weight" not in state
+    meta = {"source": "file", "path": str(path), "arch": arch, "headless": headless}
+    backbone = classifier_to_backbone(spec, model, input_spec, head=head, meta=meta)
+    if headless:
+        backbone.source_head = None  # the architecture's fresh head is not the checkpoint's classifier
+    return backbone
 
 
 def _fit_head_to(model: nn.Module, state: dict[str, torch.Tensor]) -> None:

@@ -70,7 +70,9 @@ def build_architecture(arch: str) -> tuple[nn.Module, InputSpec]:
     if scheme == "zoo":
         from reusespec.backbones.zoo import ARCHITECTURES, MNIST_INPUT, recipe_for
 
-        return ARCHITECTURES[recipe_for(rest).architecture](), MNIST_INPUT
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # parameters a checkpoint lacks (a head) start the same every run
+            return ARCHITECTURES[recipe_for(rest).architecture](), MNIST_INPUT
     if scheme == "torchvision":
         from reusespec.backbones.torchvision_models import (
             build_torchvision_classifier,
@@ -104,7 +106,7 @@ def _call_factory(spec: str, module_name: str, attr: str) -> object:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
+        if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
             raise UnknownBackboneError(_unknown_message(spec)) from None
         raise  # the user's module itself failed to import something: show their error
     factory = getattr(module, attr, None)

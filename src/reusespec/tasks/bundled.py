@@ -17,6 +17,7 @@ import functools
 import numpy as np
 import torch
 
+from reusespec.errors import TaskError
 from reusespec.tasks.base import Split, Task
 from reusespec.tasks.splits import stratified_split
 
@@ -57,6 +58,11 @@ BUNDLED = {
 
 def load_bundled_task(name: str, *, seed: int = 0, val_fraction: float = 0.2) -> Task:
     """One of the bundled digit datasets with a fixed test split and a seeded val split."""
+    if not 0 < val_fraction < 1 - TEST_FRACTION:
+        raise TaskError(
+            f"task {name!r}: val={val_fraction:g} must be between 0 and {1 - TEST_FRACTION:g} (a fixed "
+            f"{TEST_FRACTION:.0%} of the data is the test split; val is a fraction of the whole)"
+        )
     images, labels = BUNDLED[name]()
     pool, test = stratified_split(labels, (1 - TEST_FRACTION, TEST_FRACTION), TEST_SPLIT_SEED)
     val_share = val_fraction / (1 - TEST_FRACTION)

@@ -65,13 +65,18 @@ def load_task(
     """Resolve a task string into a :class:`Task` with deterministic splits."""
     request = parse_task_spec(spec)
     val_fraction = _float_option(request, "val", 0.2)
+    if not 0 < val_fraction < 1:
+        raise TaskError(
+            f"task {spec!r}: val={val_fraction:g} must be a fraction between 0 and 1 (the share of the "
+            "training data held out to choose the probe's L2 strength), e.g. '?val=0.2'"
+        )
     if request.name in BUNDLED:
         task = load_bundled_task(request.name, seed=seed, val_fraction=val_fraction)
     elif request.name == "folder":
         from reusespec.tasks.folder import load_image_folder
 
         task = load_image_folder(
-            request.selector or "", seed=seed, size=int(_float_option(request, "size", 64))
+            request.selector or "", seed=seed, size=_int_option(request, "size", 64)
         )
         request = replace(request, selector=None)
     else:
@@ -94,7 +99,7 @@ def load_task(
     if request.selector:
         task = select_classes(task, request.selector)
     if "shots" in request.options:
-        shots = int(_float_option(request, "shots", 0))
+        shots = _int_option(request, "shots", 0)
         task = few_shot(task, shots, seed)
     return replace(task, name=spec)
 
@@ -165,8 +170,18 @@ def _parse_class_list(selector: str, task: Task) -> list[int]:
     if bad:
         raise TaskError(f"task {task.name!r} has classes 0..{task.num_classes - 1}; selector asks for {bad}")
     if len(set(chosen)) < 2:
-        raise TaskError(f"task {task.name!r}: selector {selector!r} keeps fewer than two classes")
+        raise TaskError(
+            f"task {task.name!r}: selector {selector!r} keeps fewer than two classes; a classification "
+            "task needs at least two, e.g. '5-9' or '0,2,4'"
+        )
     return sorted(set(chosen))
+
+
+def _int_option(request: TaskRequest, key: str, default: int) -> int:
+    value = float(_float_option(request, key, default))
+    if not value.is_integer():  # also refuses inf and nan
+        raise UnknownTaskError(f"task {request.spec!r}: option {key}={value:g} must be a whole number")
+    return int(value)
 
 
 def _float_option(request: TaskRequest, key: str, default: float) -> float:

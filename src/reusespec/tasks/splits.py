@@ -14,8 +14,8 @@ def stratified_split(labels: np.ndarray, fractions: tuple[float, ...], seed: int
     the class balance; the result depends only on the labels, the fractions and the seed.
     Positions within each part are sorted.
     """
-    if not np.isclose(sum(fractions), 1.0):
-        raise ValueError(f"split fractions must sum to 1, got {fractions}")
+    if not np.isclose(sum(fractions), 1.0) or min(fractions) < 0:
+        raise ValueError(f"split fractions must be non-negative and sum to 1, got {fractions}")
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     parts: list[list[np.ndarray]] = [[] for _ in fractions]

@@ -1,0 +1,216 @@
+"""pytest-xdist support: backbone groups for ``--dist loadgroup`` and run-wide extraction counts.
+
+Scheduling
+    Under ``--dist loadgroup`` every spec is given ``@pytest.mark.xdist_group(<backbone>)``, so the
+    specs that use one backbone run on one worker and the backbone is loaded (and its features
+    extracted) there only. Nothing changes under other ``--dist`` modes or without xdist. A spec's
+    backbone is only known when it runs, so it is read at collection, first match wins:
+
+    1. ``@pytest.mark.reuse_backbone("zoo:digits-cnn")`` on the spec (or its class or module);
+    2. a parametrize value that is a backbone string: the parameter named ``backbone`` first,
+       then the others in the order pytest lists them;
+    3. the first backbone string in the spec function's source, in reading order: a string
+       literal, or a module-level name bound to one (``BACKBONE = "zoo:digits-cnn"``).
+
+    A backbone string here is ``SCHEME:REST`` for a registered scheme (``zoo``, ``torchvision``,
+    ``file`` and any added with :func:`reusespec.backbones.registry.register_scheme`), without
+    whitespace. Factory strings (``pkg.module:factory``) are not recognised in source, because task
+    strings such as ``mnist5k:parity`` look the same; name them with the marker. A spec that
+    already has an ``xdist_group`` keeps it; a spec without a backbone gets no group and is
+    distributed as under ``--dist load``.
+
+Counting
+    Each worker sends the number of feature sets it extracted back to the controller (xdist's
+    ``workeroutput``); :func:`extraction_counts` sums them for the JSON report, and the terminal
+    summary prints them, so "each feature set extracted once across workers" can be checked.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+MARKER = "reuse_backbone"
+WORKER_OUTPUT_KEY = "reusespec_extractions"
+PLUGIN_NAME = "reusespec-xdist"
+
+
+def is_backbone_string(value: object, schemes: frozenset[str] | None = None) -> bool:
+    """True for ``SCHEME:REST`` with a registered scheme, a non-empty rest and no whitespace."""
+    if not isinstance(value, str) or any(c.isspace() for c in value):
+        return False
+    scheme, sep, rest = value.partition(":")
+    return bool(sep and rest) and scheme in (schemes if schemes is not None else _registered_schemes())
+
+
+def _registered_schemes() -> frozenset[str]:
+    from reusespec.backbones.registry import schemes
+
+    return frozenset(schemes())
+
+
+def backbones_in_source(function: Any, schemes: frozenset[str] | None = None) -> list[str]:
+    """Backbone strings a function's body mentions, in reading order (literals and module names).
+
+    Decorators are left out: their parametrize values are read from the item's parameters, and
+    reading them here would give every parametrized case the first value.
+    """
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    except (OSError, TypeError, SyntaxError):  # no source (built in, generated, a notebook)
+        return []
+    definition = tree.body[0] if tree.body else None
+    if not isinstance(definition, ast.FunctionDef | ast.AsyncFunctionDef):
+        return []
+    schemes = schemes if schemes is not None else _registered_schemes()
+    module_globals: dict[str, Any] = getattr(function, "__globals__", {})
+    docstring = _docstring_node(definition)
+    found: list[tuple[int, int, str]] = []
+    for statement in definition.body:
+        for node in ast.walk(statement):
+            value: object = None
+            if isinstance(node, ast.Constant) and node is not docstring:
+                value = node.value
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+                value = module_globals.get(node.id)
+            if isinstance(node, ast.expr) and isinstance(value, str) and is_backbone_string(value, schemes):
+                found.append((node.lineno, node.col_offset, value))
+    return [value for _, _, value in sorted(found)]
+
+
+def _docstring_node(definition: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.Constant | None:
+    """A function's docstring: prose that may mention a backbone in passing."""
+    first = definition.body[0] if definition.body else None
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+        return first.value if isinstance(first.value.value, str) else None
+    return None
+
+
+class MarkerError(ValueError):
+    """A ``reuse_backbone`` marker without a backbone string."""
+
+
+def spec_backbone(item: pytest.Item, schemes: frozenset[str] | None = None) -> str | None:
+    """The backbone a spec will use, read at collection by the rule in the module docstring."""
+    schemes = schemes if schemes is not None else _registered_schemes()
+    marker = item.get_closest_marker(MARKER)
+    if marker is not None:
+        named = marker.args[0] if marker.args else marker.kwargs.get("backbone")
+        if not isinstance(named, str) or not named:
+            raise MarkerError(
+                f"@pytest.mark.{MARKER} needs the backbone string, "
+                f'e.g. @pytest.mark.{MARKER}("zoo:digits-cnn"); got {marker.args or marker.kwargs}'
+            )
+        return named
+    for value in _parameter_values(item):
+        if is_backbone_string(value, schemes):
+            return str(value)
+    function = getattr(item, "function", None)
+    if function is None:
+        return None
+    literals = backbones_in_source(function, schemes)
+    return literals[0] if literals else None
+
+
+def _parameter_values(item: pytest.Item) -> Iterator[object]:
+    """The item's parameter values, ``backbone`` first; tuples and lists opened one level."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return
+    params: dict[str, object] = callspec.params
+    ordered = [params["backbone"]] if "backbone" in params else []
+    ordered += [value for name, value in params.items() if name != "backbone"]
+    for value in ordered:
+        yield value
+        if isinstance(value, tuple | list):
+            yield from value
+
+
+def group_name(backbone: str) -> str:
+    """An xdist group name for a backbone: xdist appends ``@<group>`` to node ids and splits there."""
+    return backbone.replace("@", "%40").replace("]", "%5D")
+
+
+def loadgroup_active(config: pytest.Config) -> bool:
+    # On workers xdist resets --dist to "no" and keeps the choice in option.loadgroup.
+    return bool(
+        getattr(config.option, "loadgroup", False) or getattr(config.option, "dist", None) == "loadgroup"
+    )
+
+
+class XdistSupport:
+    """Groups specs by backbone under ``--dist loadgroup``; collects workers' extraction counts."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.worker_extractions: dict[str, int] = {}
+
+    @pytest.hookimpl(tryfirst=True)  # before xdist appends the group to the node ids
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        if not loadgroup_active(config):
+            return
+        schemes = _registered_schemes()
+        for item in items:
+            if item.get_closest_marker("xdist_group") is not None:
+                continue  # the user's own grouping wins
+            try:
+                backbone = spec_backbone(item, schemes)
+            except MarkerError as exc:  # one bad marker must not stop the run: warn, leave ungrouped
+                item.warn(pytest.PytestWarning(f"{exc}; the spec is not grouped"))
+                continue
+            if backbone is not None:
+                item.add_marker(pytest.mark.xdist_group(group_name(backbone)))
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        workeroutput = getattr(self.config, "workeroutput", None)
+        if workeroutput is not None:  # on a worker: send the count to the controller
+            workeroutput[WORKER_OUTPUT_KEY] = _own_extractions(self.config)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        count = getattr(node, "workeroutput", {}).get(WORKER_OUTPUT_KEY)
+        if isinstance(count, int):
+            self.worker_extractions[str(node.gateway.id)] = count
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if hasattr(self.config, "workerinput") or self.config.get_verbosity() < 0:
+            return
+        counts = extraction_counts(self.config)
+        total = counts["feature_extractions"]
+        if not total:
+            return
+        by_worker = counts.get("feature_extractions_by_worker")
+        where = f" ({', '.join(f'{w}: {n}' for w, n in sorted(by_worker.items()))})" if by_worker else ""
+        terminalreporter.write_line(f"reusespec: {total} feature set(s) extracted{where}")
+
+
+def _own_extractions(config: pytest.Config) -> int:
+    reuse_plugin = config.pluginmanager.get_plugin("reusespec-plugin")
+    session = getattr(reuse_plugin, "_session", None)  # None: this process never needed one
+    return int(getattr(session, "extractions", 0))
+
+
+def extraction_counts(config: pytest.Config) -> dict[str, Any]:
+    """Feature sets extracted in this run: by this process plus, on an xdist controller, its workers."""
+    support = config.pluginmanager.get_plugin(PLUGIN_NAME)
+    by_worker = dict(support.worker_extractions) if isinstance(support, XdistSupport) else {}
+    counts: dict[str, Any] = {"feature_extractions": _own_extractions(config) + sum(by_worker.values())}
+    if by_worker:
+        counts["feature_extractions_by_worker"] = by_worker
+    return counts
+
+
+def register(config: pytest.Config) -> None:
+    """Called from :func:`reusespec.plugin.pytest_configure`."""
+    config.addinivalue_line(
+        "markers",
+        f'{MARKER}(backbone): the backbone a spec uses, e.g. @pytest.mark.{MARKER}("zoo:digits-cnn"); '
+        "groups specs on one worker under --dist loadgroup",
+    )
+    config.pluginmanager.register(XdistSupport(config), PLUGIN_NAME)

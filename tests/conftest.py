@@ -1,0 +1,38 @@
+"""Shared fixtures for reusespec's own tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+
+settings.register_profile("reusespec", max_examples=25, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reusespec"))
+
+
+@pytest.fixture(scope="session")
+def zoo_cache(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """A cache directory holding the demo zoo's digits-cnn and digits-cnn-random checkpoints.
+
+    Built once per test run: under xdist every worker shares one directory (the zoo's own
+    file lock makes sure only one of them trains), so tests that copy it start warm.
+    """
+    from reusespec.backbones.zoo import ensure_checkpoint
+
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if worker_id != "master" else base) / "zoo-cache"
+    for name in ("digits-cnn", "digits-cnn-random"):
+        ensure_checkpoint(name, root)
+    return root
+
+
+@pytest.fixture
+def warm_cache(zoo_cache: Path, tmp_path: Path) -> Path:
+    """A fresh cache directory for one test, with the zoo checkpoints already in it (no features)."""
+    import shutil
+
+    target = tmp_path / "cache"
+    shutil.copytree(zoo_cache / "zoo", target / "zoo", ignore=shutil.ignore_patterns("*.lock"))
+    return target
