@@ -38,6 +38,7 @@ import reusespec
 from reusespec.backbones.base import Backbone
 from reusespec.backbones.zoo import DigitsCNN
 from reusespec.cache import CacheError, CacheFallbackWarning, FeatureCache
+from reusespec.errors import ReuseSpecError
 from reusespec.features import extract_features, feature_key
 from reusespec.session import ReuseConfig, ReuseSession
 from reusespec.tasks.base import Split
@@ -592,10 +593,25 @@ def test_out_of_memory_even_for_one_image_is_a_clear_error() -> None:
     assert model.batch_sizes == [16, 8, 4, 2, 1]
 
 
+class Broken(nn.Module):
+    """A model with a bug that has nothing to do with memory."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(5, 6)
+        self.batch_sizes: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.batch_sizes.append(len(x))
+        return self.linear(x.flatten(1))  # 784 inputs into a layer made for 5
+
+
 def test_other_runtime_errors_are_not_retried() -> None:
-    model = nn.Sequential(nn.Flatten(), nn.Linear(5, 6))  # wrong input width: a bug, not memory
-    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+    model = Broken()
+    with pytest.raises((RuntimeError, ReuseSpecError)) as info:
         extract_features(tiny_backbone(model), digits_split(20), batch_size=16)
+    assert "shapes cannot be multiplied" in str(info.value)
+    assert model.batch_sizes == [16]
 
 
 def test_feature_key_follows_what_features_depend_on() -> None:

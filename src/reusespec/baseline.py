@@ -64,7 +64,7 @@ __all__ = [
 ]
 
 
-class BaselineError(ReuseSpecError):
+class BaselineError(ReuseSpecError, ValueError):
     """A baseline file that cannot be read or used; the message says why and what to do."""
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from reusespec.backbones.base import Backbone
+from reusespec.errors import ReuseSpecError
 from reusespec.hashing import digest
 from reusespec.tasks.base import Split
 
@@ -43,6 +44,8 @@ def extract_features(
     the bytes that float input would need. A batch that runs out of device memory is retried
     with half as many examples, down to one, so a large ``batch_size`` costs speed, not the run.
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     device = torch.device(device)
     model = backbone.model.to(device).eval()
     out = np.empty((len(split), backbone.feature_dim), dtype=np.float32)
@@ -88,13 +91,28 @@ def _batch_features(
 ) -> np.ndarray:
     raw = split.load(positions)
     inputs = backbone.prepare(raw.to(device, non_blocking=True) if isinstance(raw, torch.Tensor) else raw)
-    feats = model(inputs)
+    try:
+        feats = model(inputs)
+    except RuntimeError as exc:  # a layer rejecting the input's shape; out of memory is handled above
+        if _is_out_of_memory(exc):
+            raise
+        raise ReuseSpecError(
+            f"{backbone.name} cannot run on the input its InputSpec prepares, shape {tuple(inputs.shape)} "
+            f"({_input_spec_summary(backbone)}): {exc}. The model expects other input: make the InputSpec "
+            "your factory returns match the model's first layer (channels) and the size it was built for"
+        ) from exc
     if feats.ndim != 2 or feats.shape[1] != backbone.feature_dim:
         raise ValueError(
             f"{backbone.name} returned features of shape {tuple(feats.shape)}; expected "
-            f"(batch, {backbone.feature_dim})"
+            f"(batch, {backbone.feature_dim}). If its input size is wrong ({_input_spec_summary(backbone)}), "
+            "make the InputSpec match the size the model was built for"
         )
     return feats.float().cpu().numpy()
+
+
+def _input_spec_summary(backbone: Backbone) -> str:
+    spec = backbone.input_spec
+    return f"InputSpec channels={spec.channels}, size={spec.size[0]}x{spec.size[1]}"
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

@@ -169,12 +169,18 @@ def severity_curves_from_report(doc: Mapping[str, Any]) -> list[SeverityCurve]:
 
 _CHAR_INCHES = 0.075  # width of one tick-label character at the 9 pt labels used here
 _CELL_WIDTH, _CELL_HEIGHT = 0.95, 0.5
+_LEVEL_LABEL_CHARS = 11  # task names up to this long fit level under a cell; longer ones slant
+
+
+def _task_label_angle(tasks: Sequence[str]) -> int:
+    return 40 if max((len(t) for t in tasks), default=0) > _LEVEL_LABEL_CHARS else 0
 
 
 def heatmap_figsize(backbones: Sequence[str], tasks: Sequence[str]) -> tuple[float, float]:
     """Inches that give every cell room for its value and every label room for its name."""
     label_width = _CHAR_INCHES * max((len(b) for b in backbones), default=0)
-    task_label_height = 0.7 * _CHAR_INCHES * max((len(t) for t in tasks), default=0)  # labels at 40 degrees
+    longest_task = max((len(t) for t in tasks), default=0)
+    task_label_height = 0.7 * _CHAR_INCHES * longest_task if _task_label_angle(tasks) else 0.2
     width = 1.0 + label_width + _CELL_WIDTH * len(tasks) + 1.3  # + colour bar
     height = 1.2 + task_label_height + _CELL_HEIGHT * len(backbones)
     return max(width, 5.0), max(height, 3.0)
@@ -202,8 +208,7 @@ def heatmap_png(
 
     fig = _figure(heatmap_figsize(backbones, tasks))
     ax = fig.add_subplot()
-    cmap = _colormap("viridis")
-    cmap.set_bad("#d9d9d9")  # cells nobody measured
+    cmap = _colormap("viridis").with_extremes(bad="#d9d9d9")  # grey: cells nobody measured
     # the scale tops out at 1 and starts a round tenth below the lowest score, so that close
     # scores still differ in colour without exaggerating small gaps; the annotations are exact
     lowest = float(np.nanmin(values))
@@ -217,7 +222,12 @@ def heatmap_png(
             ink = _ink(cmap(image.norm(value)))
             ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=9, color=ink)
     ax.set_xticks(
-        range(len(tasks)), labels=tasks, rotation=40, ha="right", rotation_mode="anchor", fontsize=9
+        range(len(tasks)),
+        labels=tasks,
+        rotation=_task_label_angle(tasks),
+        ha="right" if _task_label_angle(tasks) else "center",
+        rotation_mode="anchor",
+        fontsize=9,
     )
     ax.set_yticks(range(len(backbones)), labels=backbones, fontsize=9)
     ax.set_xticks(np.arange(len(tasks) + 1) - 0.5, minor=True)

@@ -63,6 +63,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PATH",
         help="allow this one checkpoint to unpickle arbitrary objects (runs code from the file; repeatable)",
     )
+    from reusespec.plugin_gate import add_gate_options
+
+    add_gate_options(parser)  # the release gate: verdicts, seeds, baselines, CI reports
 
 
 def _option(config: pytest.Config, name: str) -> Any:
@@ -182,6 +185,10 @@ class ReusePlugin:
             settings.update(plugin_xdist.extraction_counts(self.config))  # workers' too, under xdist
             env = environment(settings)
             document = build_report(list(self.outcomes.values()), env)
+            from reusespec.plugin_gate import active_gate
+
+            if (gate := active_gate(self.config)) is not None:
+                gate.extend_report(document)  # reproducibility receipt, verdicts, baseline comparisons
             write_json_atomic(report_path, document)
             terminalreporter.write_line(f"reusespec report written to {report_path}")
             from reusespec.pictures import write_pictures
@@ -196,6 +203,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
         configure_worker_threads()  # n workers x all cores would oversubscribe the CPU
     config.pluginmanager.register(ReusePlugin(config), "reusespec-plugin")
+    from reusespec import plugin_gate
+
+    plugin_gate.register(config)  # the release gate (reusespec.plugin_gate)
     plugin_xdist.register(config)  # backbone groups under --dist loadgroup, workers' extraction counts
 
 

@@ -73,7 +73,7 @@ from reusespec.baseline import (
 )
 from reusespec.plugin import PytestReuse, ReusePlugin, _path, _plugin, _records_key
 from reusespec.results import ScoreRecord
-from reusespec.seeding import aggregate_records, interval_for
+from reusespec.seeding import aggregate_records, interval_for, satisfies
 from reusespec.session import ReuseSession
 from reusespec.stats import Verdict, verdict, verdict_message
 
@@ -151,6 +151,7 @@ def add_gate_options(parser: pytest.Parser) -> None:
             default=None,
             help=help_text,
         )
+        parser.addini(f"reuse_{name.replace('-', '_')}", help_text, default=None)
     group.addoption(
         "--reuse-backbone",
         dest="reuse_backbone",
@@ -177,11 +178,15 @@ def add_gate_options(parser: pytest.Parser) -> None:
     from reusespec.standard_suite import SUITE_INI
 
     for name, help_text in SUITE_INI.items():
-        parser.addini(name, help_text, type="linelist" if name == "reuse_suite_tasks" else "string")
+        if name == "reuse_suite_tasks":
+            parser.addini(name, help_text, type="linelist")
+        else:
+            parser.addini(name, help_text, type="string")
 
 
 def _setting(config: pytest.Config, name: str) -> Any:
-    value = config.getoption(name)
+    """A command-line option, else the ini value of the same name."""
+    value = config.getoption(name, None)
     if value is None:
         try:
             value = config.getini(name)
@@ -326,18 +331,18 @@ def _record_verdict(
 ) -> tuple[Verdict, str]:
     """Verdict of one compared score from its per-seed records, and a line that explains it."""
     first = records[0]
-    name = f"{first.metric} of {first.backbone} on {first.task}"
+    where = f"{first.backbone} on {first.task}" + (f" over {len(records)} seeds" if len(records) > 1 else "")
     interval = interval_for(records, confidence)
     if interval is None:
         value = sum(r.value for r in records) / len(records)
-        from reusespec.seeding import satisfies
-
         outcome = Verdict.PASS if satisfies(value, op, threshold) else Verdict.FAIL
         return (
             outcome,
-            f"{outcome.name}: {name} {value:.4g} {op} {threshold:.4g} (no interval: compared as a point)",
+            f"{where}: {outcome.name}: {first.metric} {value:.4g} {op} {threshold:.4g} "
+            "(no interval: compared as a point)",
         )
-    return verdict(interval, threshold, op), verdict_message(interval, threshold, op, metric=name)
+    message = verdict_message(interval, threshold, op, metric=first.metric)
+    return verdict(interval, threshold, op), f"{where}: {message}"
 
 
 def threshold_verdict(
@@ -437,7 +442,7 @@ class GatePlugin:
                 "verdicts": self.settings.verdicts,
                 "confidence": self.settings.confidence,
                 "max_seeds": self.settings.max_seeds,
-                **git_state(Path(self.config.rootpath)),
+                **self._git(),
             }
         )
         backbones: dict[str, Any] = {}
@@ -447,6 +452,11 @@ class GatePlugin:
             tasks.update(result.get("receipt", {}).get("tasks", {}))
         receipt["backbones"], receipt["tasks"] = backbones, tasks
         return receipt
+
+    def _git(self) -> dict[str, Any]:
+        if not hasattr(self, "_git_state"):
+            self._git_state = git_state(Path(self.config.rootpath))
+        return self._git_state
 
     @staticmethod
     def spec_receipt(session: ReuseSession) -> dict[str, Any]:
@@ -540,7 +550,7 @@ class GatePlugin:
             name = f"reusespec:{record.backbone}|{record.task}|{record.strategy}|{record.metric}"
             item.user_properties.append((name, record.value))
         item.user_properties.append(("reusespec:status", result["status"]))
-        self._act(result, first.error)
+        self._act(item, result, first.error)
         return None
 
     def _replay(
@@ -620,17 +630,20 @@ class GatePlugin:
         return result
 
     def _name_swapped(self, records: list[ScoreRecord], session: ReuseSession) -> list[str]:
-        """Show a swapped backbone under its real name; return each score's role (the spec's name)."""
+        """Show a swapped backbone under its real name; return each score's role (the spec's name).
+
+        Results label scores with the spec's string or with the loaded backbone's name (shift
+        results do the latter), so both are mapped back to the role the baseline knows.
+        """
+        if not (self.settings.swaps or self.settings.subject_swap):
+            return [r.backbone for r in records]
+        swapped = {role: bb.name for role, bb in session.used_backbones.items() if bb.name != role}
+        role_of = {name: role for role, name in swapped.items()}
         roles = []
         for record in records:
-            role = record.backbone
-            loaded = session.used_backbones.get(role)
-            if (
-                loaded is not None
-                and loaded.name != role
-                and (self.settings.swaps or self.settings.subject_swap)
-            ):
-                record.backbone = loaded.name
+            role = role_of.get(record.backbone, record.backbone)
+            if role in swapped:
+                record.backbone = swapped[role]
                 record.extra = {**record.extra, "swapped_from": role}
             roles.append(role)
         return roles
@@ -670,7 +683,7 @@ class GatePlugin:
         result["lines"].extend(c.message for c in comparisons if c.verdict is not Verdict.PASS)
         return overall
 
-    def _act(self, result: dict[str, Any], error: BaseException | None) -> None:
+    def _act(self, item: pytest.Item, result: dict[str, Any], error: BaseException | None) -> None:
         """Turn the decision into the call's outcome: return (pass) or raise (fail)."""
         status = result["status"]
         if error is not None and (result["crashed"] or (status == "failed" and result["own_failure_only"])):
@@ -684,9 +697,12 @@ class GatePlugin:
             ) from error
         if status in ("warned", "inconclusive"):
             detail = message or (str(error) if error is not None else "")
-            warnings.warn(
+            path, line, _ = item.reportinfo()
+            warnings.warn_explicit(  # reported at the spec, not here
                 ReuseGateWarning(f"reusespec gate: {result['verdict'].upper()} ({status}): {detail}"),
-                stacklevel=1,
+                ReuseGateWarning,
+                filename=str(path),
+                lineno=(line or 0) + 1,
             )
 
     @pytest.hookimpl(wrapper=True)
@@ -701,6 +717,22 @@ class GatePlugin:
         return report
 
     # -- on the controller -----------------------------------------------------------------
+
+    def pytest_report_header(self, config: pytest.Config) -> str | None:
+        s = self.settings
+        parts = []
+        if s.verdicts != "off":
+            parts.append(f"verdicts={s.verdicts}@{s.confidence:g} inconclusive={s.inconclusive}")
+        if s.seeds > 1 or s.max_seeds > s.seeds:
+            parts.append(f"seeds={s.seeds}" + (f" (up to {s.max_seeds})" if s.max_seeds > s.seeds else ""))
+        if s.baseline is not None:
+            parts.append(f"baseline={s.baseline}")
+        if s.swaps or s.subject_swap:
+            swaps = [f"{old}={new}" for old, new in s.swaps.items()]
+            parts.append("swap " + ", ".join(swaps + ([s.subject_swap] if s.subject_swap else [])))
+        if s.backbone is not None:
+            parts.append(f"standard suite on {s.backbone}")
+        return "reusespec gate: " + "; ".join(parts) if parts else None
 
     def pytest_report_teststatus(self, report: pytest.TestReport, config: pytest.Config) -> Any:
         result = getattr(report, "reusespec_gate", None)
@@ -774,18 +806,26 @@ class GatePlugin:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker:
             return
-        notable = {k: r for k, r in self.results.items() if r["status"] != "passed" or r.get("comparisons")}
-        if notable:
+        # A plain failure of a spec's own assert is pytest's to show; the gate lists what it decided.
+        notable = {
+            k: r for k, r in self.results.items() if r["status"] not in ("passed", "failed") or r["lines"]
+        }
+        lines = []
+        for nodeid, result in sorted(notable.items()):
+            lines.append(f"{result['status'].upper():<13} {nodeid}")
+            lines.extend(f"    {line}" for line in result["lines"])
+        if self.baseline is not None:
+            comparisons = [c for r in self.results.values() for c in r.get("comparisons", [])]
+            worse = sum(1 for c in comparisons if c["verdict"] != "pass")
+            refused = sum(1 for r in self.results.values() if r.get("baseline") == "refused")
+            lines.append(
+                f"baseline {self.settings.baseline}: {len(comparisons)} scores compared, {worse} not within "
+                f"tolerance, {refused} specs refused"
+            )
+        if lines:
             terminalreporter.write_sep("=", "reusespec gate")
-            for nodeid, result in sorted(notable.items()):
-                regressions = sum(1 for c in result.get("comparisons", []) if c["verdict"] != "pass")
-                compared = len(result.get("comparisons", []))
-                summary = f"{result['status'].upper():<13}{nodeid}  verdict={result['verdict']}"
-                if compared:
-                    summary += f"  baseline: {compared - regressions}/{compared} scores within tolerance"
-                terminalreporter.write_line(summary)
-                for line in result["lines"]:
-                    terminalreporter.write_line(f"    {line}")
+            for line in lines:
+                terminalreporter.write_line(line)
         for line in self.written:
             terminalreporter.write_line(line)
 

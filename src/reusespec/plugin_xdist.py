@@ -30,7 +30,7 @@ from __future__ import annotations
 import ast
 import inspect
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import pytest
@@ -137,10 +137,35 @@ def group_name(backbone: str) -> str:
 
 
 def loadgroup_active(config: pytest.Config) -> bool:
-    # On workers xdist resets --dist to "no" and keeps the choice in option.loadgroup.
-    return bool(
-        getattr(config.option, "loadgroup", False) or getattr(config.option, "dist", None) == "loadgroup"
-    )
+    """True on an xdist worker of a ``--dist loadgroup`` run (collection happens on the workers)."""
+    return hasattr(config, "workerinput") and bool(getattr(config.option, "loadgroup", False))
+
+
+def _xdist_group_suffix(item: pytest.Item) -> str | None:
+    """The ``@group`` suffix pytest-xdist gives an item's node id (its own rule, remote.py)."""
+    names = {
+        str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+        for mark in item.iter_markers("xdist_group")
+    }
+    return "@" + "_".join(sorted(names)) if names else None
+
+
+def _ensure_group_suffixes(items: list[pytest.Item]) -> None:
+    """Give grouped items the node id suffix by which xdist's loadgroup scheduler groups them.
+
+    pytest-xdist (3.8) writes the suffix to ``item._nodeid``, which pytest 9.2 no longer reads
+    (node ids became structured ``NodeId`` objects), so loadgroup silently stops grouping:
+    https://github.com/pytest-dev/pytest-xdist/issues/1386. Where xdist's suffix did not take,
+    set it on the structured id the way pytest itself parses one; where it did, do nothing.
+    """
+    for item in items:
+        suffix = _xdist_group_suffix(item)
+        if suffix is None or item.nodeid.endswith(suffix):
+            continue
+        node_id = getattr(item, "_id", None)
+        parse = getattr(type(node_id), "parse", None)
+        if callable(parse):
+            item._id = parse(item.nodeid + suffix)
 
 
 class XdistSupport:
@@ -150,10 +175,18 @@ class XdistSupport:
         self.config = config
         self.worker_extractions: dict[str, int] = {}
 
-    @pytest.hookimpl(tryfirst=True)  # before xdist appends the group to the node ids
-    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+    @pytest.hookimpl(wrapper=True)
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> Generator[None, object, object]:
         if not loadgroup_active(config):
-            return
+            return (yield)
+        self._group_by_backbone(items)  # before xdist reads the groups (its hook runs inside the yield)
+        result = yield
+        _ensure_group_suffixes(items)
+        return result
+
+    def _group_by_backbone(self, items: list[pytest.Item]) -> None:
         schemes = _registered_schemes()
         for item in items:
             if item.get_closest_marker("xdist_group") is not None:

@@ -134,7 +134,7 @@ def fit_probe(
         # One finer pass around the best point: half a grid step either side.
         step = np.diff(np.log10(sorted(l2_grid))).min() / 2
         for l2 in (best * 10**step, best / 10**step):
-            if l2 not in sweep:
+            if l2 not in sweep and min(l2_grid) <= l2 <= max(l2_grid):  # refine inside the grid only
                 params = _fit(zt, yt, num_classes, l2, sweep[best][1], max_iter)
                 sweep[l2] = (val_accuracy(params), params)
         best = _best(sweep)

@@ -53,12 +53,24 @@ class ScoreRecord:
     def as_dict(self) -> dict[str, Any]:
         data = asdict(replace(self, examples=None))
         del data["examples"]
-        return {**data, "margin": self.margin}
+        return _plain({**data, "margin": self.margin})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScoreRecord:
         fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**fields)
+
+
+def _plain(value: Any) -> Any:
+    """Python numbers for numpy/torch scalars and arrays, nested: pytest-xdist (execnet) cannot send
+    numpy types from a worker, and JSON cannot write them."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(item) for item in value)
+    if not isinstance(value, str | bytes) and callable(getattr(value, "tolist", None)):
+        return value.tolist()
+    return value
 
 
 class Metric(float):

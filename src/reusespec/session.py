@@ -70,6 +70,7 @@ class ReuseSession:
         self.extractions = 0
         self._backbones: dict[str, Backbone] = {}
         self._tasks: dict[tuple[str, int], Task] = {}
+        self.probe_fits: dict[tuple[str, str, tuple[float, ...]], ProbeFit] = {}
         self._device: torch.device | None = None
         # What specs used since the release gate last cleared these (its reproducibility receipt),
         # and the gate's backbone swap (--reuse-swap-backbone): spec string -> string to load.
@@ -187,15 +188,19 @@ class Reuse:
                 bb, split, label=f"{backbone} on {task} [{split.name}]"
             )
             hits.append(hit)
-        fit = fit_probe(
-            feats["train"],
-            tk.train.labels,
-            feats["val"],
-            tk.val.labels,
-            num_classes=tk.num_classes,
-            l2_grid=l2_grid,
-            device=self.session.device,
-        )
+        key = (bb.fingerprint, tk.fingerprint, tuple(l2_grid))
+        fit = self.session.probe_fits.get(key)
+        if fit is None:  # a shift, a suite and a profile on the same task share one clean probe
+            fit = fit_probe(
+                feats["train"],
+                tk.train.labels,
+                feats["val"],
+                tk.val.labels,
+                num_classes=tk.num_classes,
+                l2_grid=l2_grid,
+                device=self.session.device,
+            )
+            self.session.probe_fits[key] = fit
         logits = fit.head.logits(feats["test"])
         result = ProbeResult(
             backbone=backbone,

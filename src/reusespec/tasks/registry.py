@@ -75,9 +75,7 @@ def load_task(
     elif request.name == "folder":
         from reusespec.tasks.folder import load_image_folder
 
-        task = load_image_folder(
-            request.selector or "", seed=seed, size=_int_option(request, "size", 64)
-        )
+        task = load_image_folder(request.selector or "", seed=seed, size=_int_option(request, "size", 64))
         request = replace(request, selector=None)
     else:
         from reusespec.tasks.torchvision_data import (

@@ -1,0 +1,140 @@
+"""The probe's head fit with its regularisation sweep versus scikit-learn's L-BFGS with the same sweep.
+
+All fits read the same features: the demo's cached features (zoo:digits-cnn on mnist5k) and
+synthetic Gaussian-mixture features up to 50,000 x 2,048 with 100 classes. Accuracy is on the
+test split; the target is reusespec >= 5x faster than scikit-learn, accuracy within half a point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from bench.common import Context, load_window, ratio, summary, timed_within
+from bench.fastprobe import fast_fit_probe
+from bench.reference import sklearn_sweep
+from bench.synthetic import FeatureSplits, gaussian_mixture
+
+
+def demo_features(ctx: Context) -> FeatureSplits:
+    """Features of zoo:digits-cnn on mnist5k (3,000 / 1,000 / 1,000 x 64, 10 classes), cached once."""
+    from reusespec.session import ReuseConfig, ReuseSession
+
+    session = ReuseSession(ReuseConfig(cache_dir=ctx.zoo_dir, device="cpu"))
+    backbone = session.backbone("zoo:digits-cnn")
+    task = session.task("mnist5k")
+    f = {s.name: np.asarray(session.features(backbone, s)[0]) for s in task.splits()}
+    return FeatureSplits(
+        f["train"], task.train.labels, f["val"], task.val.labels, f["test"], task.test.labels
+    )
+
+
+def sizes(ctx: Context) -> list[tuple[int, int, int]]:
+    """(training samples, width, classes) of the synthetic problems."""
+    if ctx.quick:
+        return [(5_000, 256, 100)]
+    chosen = [(5_000, 256, 100), (20_000, 1_024, 100)]
+    if ctx.large:
+        chosen.append((50_000, 2_048, 100))
+    return chosen
+
+
+def _fit_current(data: FeatureSplits, classes: int) -> Callable[[], np.ndarray]:
+    from reusespec.probe import fit_probe
+
+    def run() -> np.ndarray:
+        fit = fit_probe(data.train_x, data.train_y, data.val_x, data.val_y, num_classes=classes)
+        return fit.head.logits(data.test_x)
+
+    return run
+
+
+def _fit_fast(data: FeatureSplits, classes: int, gtol: float) -> Callable[[], np.ndarray]:
+    def run() -> np.ndarray:
+        fit = fast_fit_probe(
+            data.train_x, data.train_y, data.val_x, data.val_y, num_classes=classes, gtol=gtol
+        )
+        return fit.head.logits(data.test_x)
+
+    return run
+
+
+def _fit_sklearn(data: FeatureSplits, tol: float) -> Callable[[], np.ndarray]:
+    def run() -> np.ndarray:
+        return sklearn_sweep(data.train_x, data.train_y, data.val_x, data.val_y, tol=tol).logits(data.test_x)
+
+    return run
+
+
+CURRENT = "reusespec.fit_probe"
+SKLEARN_DEFAULT = "sklearn lbfgs, tol 1e-4 (its default)"
+SKLEARN_MATCHED = "sklearn lbfgs, tol 1e-6 (fit_probe's)"
+
+
+def measure(ctx: Context, label: str, data: FeatureSplits, classes: int, repeats: int) -> dict[str, Any]:
+    methods: dict[str, Callable[[], np.ndarray]] = {  # cheapest first, for runs under a budget
+        "prototype, gtol 1e-4": _fit_fast(data, classes, gtol=1e-4),
+        SKLEARN_DEFAULT: _fit_sklearn(data, tol=1e-4),
+        "prototype, gtol 1e-6": _fit_fast(data, classes, gtol=1e-6),
+        SKLEARN_MATCHED: _fit_sklearn(data, tol=1e-6),
+        CURRENT: _fit_current(data, classes),
+    }
+    n, d = data.shape
+    budget = ctx.budget if n * d > 5_000_000 else None
+    ctx.log(f"headfit {label}: {n} x {d}, {classes} classes, {repeats} repeat(s), budget {budget}")
+    seconds: dict[str, list[float]] = {name: [] for name in methods}
+    accuracy: dict[str, float] = {}
+    timed_out: list[str] = []
+    with load_window() as load:
+        for rep in range(repeats):
+            order = list(methods) if rep % 2 == 0 else list(reversed(methods))  # cancel drift
+            for name in order:
+                elapsed, logits = timed_within(methods[name], budget)
+                seconds[name].append(elapsed)
+                if logits is None:
+                    timed_out.append(name)
+                    accuracy[name] = float("nan")
+                    ctx.log(f"  {name}: stopped after its budget of {elapsed:.0f}s")
+                    continue
+                accuracy[name] = float((logits.argmax(1) == data.test_y).mean())
+                ctx.log(f"  {name}: {elapsed:.2f}s, accuracy {accuracy[name]:.4f}")
+    times = {name: summary(s) for name, s in seconds.items()}
+
+    def met(reference: str) -> bool:
+        fast_enough = ratio(times[reference]["median"], times[CURRENT]["median"]) >= 5
+        return fast_enough and abs(accuracy[CURRENT] - accuracy[reference]) <= 0.005
+
+    return {
+        "label": label,
+        "n_train": n,
+        "width": d,
+        "classes": classes,
+        "seconds": times,
+        "timed_out": sorted(set(timed_out)),
+        "accuracy": accuracy,
+        "speedup_vs_sklearn_default": {
+            name: ratio(times[SKLEARN_DEFAULT]["median"], t["median"]) for name, t in times.items()
+        },
+        "speedup_vs_sklearn_matched": {
+            name: ratio(times[SKLEARN_MATCHED]["median"], t["median"]) for name, t in times.items()
+        },
+        "accuracy_gap_vs_sklearn_matched_points": {
+            name: 100 * (acc - accuracy[SKLEARN_MATCHED]) for name, acc in accuracy.items()
+        },
+        "target_met": {
+            "fit_probe >= 5x sklearn default, within 0.5 points": met(SKLEARN_DEFAULT),
+            "fit_probe >= 5x sklearn matched tol, within 0.5 points": met(SKLEARN_MATCHED),
+        },
+        **load,
+    }
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    cases = [measure(ctx, "demo: zoo:digits-cnn on mnist5k", demo_features(ctx), 10, ctx.repeats)]
+    for n, d, c in sizes(ctx):
+        data = gaussian_mixture(n, d, c, seed=0)
+        repeats = ctx.repeats if n * d <= 5_000_000 else 1  # the largest sizes take minutes per fit
+        cases.append(measure(ctx, f"synthetic {n:,} x {d:,}, {c} classes", data, c, repeats))
+    return {"cases": cases}
