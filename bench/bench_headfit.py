@@ -35,7 +35,7 @@ def sizes(ctx: Context) -> list[tuple[int, int, int]]:
     """(training samples, width, classes) of the synthetic problems."""
     if ctx.quick:
         return [(5_000, 256, 100)]
-    chosen = [(5_000, 256, 100), (20_000, 1_024, 100)]
+    chosen = [(5_000, 256, 100), (10_000, 512, 100)]
     if ctx.large:
         chosen.append((50_000, 2_048, 100))
     return chosen
@@ -51,10 +51,18 @@ def _fit_current(data: FeatureSplits, classes: int) -> Callable[[], np.ndarray]:
     return run
 
 
-def _fit_fast(data: FeatureSplits, classes: int, gtol: float) -> Callable[[], np.ndarray]:
+def _fit_fast(
+    data: FeatureSplits, classes: int, gtol: float, sweep_gtol: float | None = None
+) -> Callable[[], np.ndarray]:
     def run() -> np.ndarray:
         fit = fast_fit_probe(
-            data.train_x, data.train_y, data.val_x, data.val_y, num_classes=classes, gtol=gtol
+            data.train_x,
+            data.train_y,
+            data.val_x,
+            data.val_y,
+            num_classes=classes,
+            gtol=gtol,
+            sweep_gtol=sweep_gtol,
         )
         return fit.head.logits(data.test_x)
 
@@ -77,6 +85,7 @@ def measure(ctx: Context, label: str, data: FeatureSplits, classes: int, repeats
     methods: dict[str, Callable[[], np.ndarray]] = {  # cheapest first, for runs under a budget
         "prototype, gtol 1e-4": _fit_fast(data, classes, gtol=1e-4),
         SKLEARN_DEFAULT: _fit_sklearn(data, tol=1e-4),
+        "prototype, sweep gtol 1e-5, refit 1e-6": _fit_fast(data, classes, gtol=1e-6, sweep_gtol=1e-5),
         "prototype, gtol 1e-6": _fit_fast(data, classes, gtol=1e-6),
         SKLEARN_MATCHED: _fit_sklearn(data, tol=1e-6),
         CURRENT: _fit_current(data, classes),

@@ -24,7 +24,7 @@ def cases(ctx: Context) -> list[tuple[str, str, int]]:
     if not ctx.quick:
         folder = write_image_folder(ctx.work_dir / "synthetic-images", classes=10, per_class=100, size=64)
         # ResNet-18 at 64 px: ~100x the digits CNN's cost per image, to show how the ratio scales.
-        chosen.append(("bench.synthetic:resnet18_64", f"folder:{folder}?size=64", 1))
+        chosen.append(("bench.synthetic:resnet18_64", f"folder:{folder}?size=64", ctx.repeats))
     return chosen
 
 

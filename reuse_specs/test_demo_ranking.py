@@ -2,7 +2,8 @@
 
 
 def test_logme_prefers_pretrained(reuse):
-    ranking = reuse.rank(["zoo:digits-cnn", "zoo:digits-cnn-random", "zoo:digits-mlp"], "mnist5k:5-9", method="logme")
+    candidates = ["zoo:digits-cnn", "zoo:digits-cnn-random", "zoo:digits-mlp"]
+    ranking = reuse.rank(candidates, "mnist5k:5-9", method="logme")
     assert ranking.best == "zoo:digits-cnn"
 
 

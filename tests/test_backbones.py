@@ -290,7 +290,7 @@ def test_a_pickle_that_runs_code_is_refused_unless_trusted(tmp_path: Path) -> No
 
 
 def test_missing_and_truncated_checkpoint_files(tmp_path: Path) -> None:
-    with pytest.raises(MissingWeightsError, match="not found"):
+    with pytest.raises(CheckpointError, match="not found"):
         resolve(f"file:{tmp_path / 'nowhere.safetensors'}", tmp_path)
     state = digits_cnn(8).state_dict()
     for path in (tmp_path / "cut.safetensors", tmp_path / "cut.pt"):

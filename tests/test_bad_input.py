@@ -107,7 +107,7 @@ def test_unknown_task_string(pytester: pytest.Pytester, shared_cache: Path) -> N
     failed_with(specs["test_option_typo"], "UnknownTaskError", "shot", "shots")
 
 
-def test_missing_checkpoint_skips_with_the_path(pytester: pytest.Pytester, shared_cache: Path) -> None:
+def test_missing_checkpoint_fails_with_the_path(pytester: pytest.Pytester, shared_cache: Path) -> None:
     specs = run_specs(
         pytester,
         shared_cache,
@@ -116,8 +116,13 @@ def test_missing_checkpoint_skips_with_the_path(pytester: pytest.Pytester, share
             reuse.probe("file:weights/finetuned.safetensors?arch=zoo:digits-cnn", "sklearn-digits")
         """,
     )
-    # Weights that are not on this machine skip (like torchvision weights): the reason says where.
-    skipped_with(specs["test_missing_file"], str(Path("weights/finetuned.safetensors")), str(pytester.path))
+    # An explicit path that is wrong fails (a typo must not pass a gate as a skip); it says where it looked.
+    failed_with(
+        specs["test_missing_file"],
+        "CheckpointError",
+        str(Path("weights/finetuned.safetensors")),
+        str(pytester.path),
+    )
 
 
 def test_truncated_or_corrupt_checkpoint(pytester: pytest.Pytester, shared_cache: Path) -> None:
@@ -183,7 +188,7 @@ def test_pickle_that_runs_code_needs_an_opt_in(pytester: pytest.Pytester, shared
         """
     )
     pytester.syspathinsert()
-    import training_objects  # type: ignore[import-not-found]
+    import training_objects
 
     checkpoint = {"state_dict": zoo_state_dict(shared_cache), "config": training_objects.TrainingConfig()}
     torch.save(checkpoint, pytester.path / "with_objects.pt")
@@ -198,6 +203,7 @@ def test_pickle_that_runs_code_needs_an_opt_in(pytester: pytest.Pytester, shared
         "UnsafeCheckpointError",
         "with_objects.pt",
         "refused",
+        "training_objects.TrainingConfig",  # what in the file needs code to load
         "safetensors",
         "--reuse-trust-pickle with_objects.pt",
     )

@@ -17,7 +17,8 @@ def test_ranking_agreement_spec_on_the_demo_zoo(pytester: pytest.Pytester, warm_
     pytester.makepyfile(
         test_rank="""
         def test_logme_prefers_pretrained(reuse):
-            ranking = reuse.rank(["zoo:digits-cnn", "zoo:digits-cnn-random"], "sklearn-digits", method="hscore")
+            pair = ["zoo:digits-cnn", "zoo:digits-cnn-random"]
+            ranking = reuse.rank(pair, "sklearn-digits", method="hscore")
             assert ranking.best in ("zoo:digits-cnn", "zoo:digits-cnn-random")
 
         def test_scores_agree_with_probing(reuse):
@@ -40,7 +41,9 @@ def test_ranking_agreement_spec_on_the_demo_zoo(pytester: pytest.Pytester, warm_
     result.stdout.fnmatch_lines(["*reusespec scores*", "*weighted_kendall_tau*"])
 
 
-def test_divergence_fails_its_spec_clearly_and_spares_the_others(pytester: pytest.Pytester, warm_cache: Path) -> None:
+def test_divergence_fails_its_spec_clearly_and_spares_the_others(
+    pytester: pytest.Pytester, warm_cache: Path
+) -> None:
     pytester.makepyfile(
         test_ft="""
         def test_diverges(reuse):

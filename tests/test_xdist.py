@@ -32,22 +32,22 @@ GROUPING_SPECS = """
         return backbones  # specs here only name backbones; grouping is read from the source
 
 
-    def test_literal():
+    def test_literal(reuse):
         note("zoo:digits-cnn")
 
 
-    def test_first_literal_wins():
+    def test_first_literal_wins(reuse):
         '''Compares with "zoo:digits-cnn-random" (a docstring is not read).'''
         note("mnist5k:5-9", "zoo:digits-cnn", "zoo:digits-cnn-random")
 
 
-    def test_module_constant():
+    def test_module_constant(reuse):
         note(DIGITS)
 
 
     @pytest.mark.parametrize("task", ["mnist5k:5-9", "sklearn-digits"])
     @pytest.mark.parametrize("backbone", ["zoo:digits-cnn", "zoo:digits-mlp"])
-    def test_parametrized(backbone, task):
+    def test_parametrized(reuse, backbone, task):
         note(backbone, "zoo:digits-cnn-random")
 
 
@@ -56,21 +56,25 @@ GROUPING_SPECS = """
         note(*["zoo:digits-" + name for name in ("mlp",)])
 
 
-    def test_random_twin():
+    def test_random_twin(reuse):
         note("zoo:digits-cnn-random")
 
 
-    def test_random_twin_again():
+    def test_random_twin_again(reuse):
         note("zoo:digits-cnn-random", "zoo:digits-cnn")
 
 
     @pytest.mark.xdist_group("mine")
-    def test_own_group():
+    def test_own_group(reuse):
         note("zoo:digits-cnn")
 
 
-    def test_no_backbone():
+    def test_no_backbone(reuse):
         note("mnist5k", "mnist5k:parity")
+
+
+    def test_not_a_spec():
+        note("file:///tmp/report.html")  # no reuse fixture: not grouped
 """
 
 EXPECTED_GROUPS = {
@@ -86,6 +90,7 @@ EXPECTED_GROUPS = {
     "test_random_twin_again": "zoo:digits-cnn-random",
     "test_own_group": "mine",
     "test_no_backbone": None,
+    "test_not_a_spec": None,
 }
 
 
@@ -111,7 +116,7 @@ def test_loadgroup_keeps_the_specs_of_a_backbone_on_one_worker(
         name = report.nodeid.split("::", 1)[1]
         base, _, group = name.partition("@")  # xdist appends the group to the node id
         groups[base] = group or None
-        workers.setdefault(group or None, set()).add(report.node.gateway.id)  # type: ignore[attr-defined]
+        workers.setdefault(group or None, set()).add(report.node.gateway.id)
     assert groups == EXPECTED_GROUPS
     assert all(len(ids) == 1 for group, ids in workers.items() if group is not None), workers
 
@@ -129,8 +134,8 @@ def test_group_names_survive_xdists_node_id_suffix(rest: str) -> None:
 def test_backbone_strings_are_registered_schemes_without_spaces() -> None:
     for text in ("zoo:digits-cnn", "torchvision:resnet18:none", "file:/w/model.pt?arch=zoo:digits-cnn"):
         assert is_backbone_string(text)
-    for text in ("mnist5k:5-9", "sklearn-digits", "zoo:", "pkg.models:factory", "zoo: digits", 3):
-        assert not is_backbone_string(text)
+    for other in ("mnist5k:5-9", "sklearn-digits", "zoo:", "pkg.models:factory", "zoo: digits", 3):
+        assert not is_backbone_string(other)
 
 
 DEMO_SPECS = """

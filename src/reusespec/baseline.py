@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,10 +56,12 @@ __all__ = [
     "default_tolerance",
     "encode_array",
     "higher_is_better",
+    "labels_digest",
     "library_versions",
     "match_scores",
     "parse_tolerance",
     "score_key",
+    "stored_score",
 ]
 
 
@@ -499,7 +500,9 @@ class Baseline:
                 f"{SCHEMA_VERSION}; save the baseline again with this version"
             )
         return cls(
-            receipt=dict(data.get("receipt", {})), specs=dict(data.get("specs", {})), created=data["created"]
+            receipt=dict(data.get("receipt", {})),
+            specs=dict(data.get("specs", {})),
+            created=str(data.get("created", "")),
         )
 
     def spec(self, nodeid: str) -> dict[str, Any] | None:
@@ -515,7 +518,3 @@ def stored_score(score: Mapping[str, Any], examples: tuple[Any, Any] | None) -> 
         stored["predictions"] = encode_array(examples[1])
         stored["labels_digest"] = labels_digest(examples[0])
     return stored
-
-
-def is_finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)

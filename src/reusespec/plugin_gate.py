@@ -25,11 +25,12 @@ Verdicts (``--reuse-verdicts interval`` or ``@pytest.mark.reuse_verdicts("interv
 Seeds (``--reuse-seeds N``, ``@pytest.mark.reuse_seeds(N, max_seeds=M)``)
     The whole spec is replayed with the run's seed, seed + 1, ..., and its scores become means
     over the seeds (without verdicts, the mean is compared with the threshold). With
-    ``--reuse-max-seeds M`` (M > N) and interval verdicts, an INCONCLUSIVE spec gets one more
-    seed at a time until its verdict is conclusive or M seeds ran. Every look, the first
-    included, uses the confidence ``1 - (1 - c) / L`` for ``L = M - N + 1`` looks (Bonferroni,
-    as :func:`reusespec.stats.decide_with_seeds`), so that looking repeatedly does not inflate
-    the chance of a wrong PASS or FAIL beyond ``1 - c``.
+    ``--reuse-max-seeds M`` (M > N) and interval verdicts, the first look is at ``N0 = max(2, N)``
+    seeds (one seed cannot show seed noise), and an INCONCLUSIVE spec then gets one more seed at a
+    time until its verdict is conclusive or M seeds ran. Every look, the first included, uses the
+    confidence ``1 - (1 - c) / L`` for ``L = M - N0 + 1`` looks (Bonferroni, as
+    :func:`reusespec.stats.decide_with_seeds`, which also starts at two seeds), so that looking
+    repeatedly does not inflate the chance of a wrong PASS or FAIL beyond ``1 - c``.
 
 Baselines (``--reuse-save-baseline PATH``, ``--reuse-baseline PATH``): see :mod:`reusespec.baseline`.
 
@@ -590,10 +591,13 @@ class GatePlugin:
         outcome = Verdict.FAIL if first.error is not None else Verdict.PASS
         if judgeable:
             auto = settings.verdicts == "interval" and settings.max_seeds > settings.seeds
-            looks = settings.max_seeds - settings.seeds + 1 if auto else 1
+            # With a seed budget the first look already needs two seeds: one seed shows the
+            # test-set noise only, and a verdict on it would ignore the noise seeds were asked for.
+            initial = max(2, settings.seeds) if auto else settings.seeds
+            looks = settings.max_seeds - initial + 1 if auto else 1
             confidence = 1.0 - (1.0 - self.settings.confidence) / looks
             result["confidence"] = confidence
-            while len(runs) < settings.seeds:
+            while len(runs) < initial:
                 runs.append(self._replay(item, records, session, first.seed + len(runs)))
             while True:
                 if len(runs) > 1:
@@ -714,6 +718,8 @@ class GatePlugin:
             result = item.stash.get(_gate_key, None)
             if result is not None:
                 report.reusespec_gate = _jsonable(result)
+            if call.excinfo is not None and isinstance(call.excinfo.value, GateFailure | Inconclusive):
+                report.longrepr = _gate_longrepr(item, call.excinfo.value)
         return report
 
     # -- on the controller -----------------------------------------------------------------
@@ -808,7 +814,9 @@ class GatePlugin:
             return
         # A plain failure of a spec's own assert is pytest's to show; the gate lists what it decided.
         notable = {
-            k: r for k, r in self.results.items() if r["status"] not in ("passed", "failed") or r["lines"]
+            k: r
+            for k, r in self.results.items()
+            if r["status"] != "passed" and (r["status"] != "failed" or r["lines"])
         }
         lines = []
         for nodeid, result in sorted(notable.items()):
@@ -828,6 +836,23 @@ class GatePlugin:
                 terminalreporter.write_line(line)
         for line in self.written:
             terminalreporter.write_line(line)
+
+
+def _gate_longrepr(item: pytest.Item, failure: AssertionError) -> Any:
+    """The spec's own failure as pytest shows it, with the gate's reasons under it.
+
+    Without this, pytest would show the gate's frames; what the reader needs is the spec's
+    assert (when it failed) and why the gate decided as it did.
+    """
+    cause = failure.__cause__
+    if cause is None or cause.__traceback__ is None:
+        return str(failure)
+    longrepr = item.repr_failure(pytest.ExceptionInfo.from_exception(cause))
+    addsection = getattr(longrepr, "addsection", None)
+    if not callable(addsection):
+        return f"{longrepr}\n{failure}"
+    addsection("reusespec gate", str(failure))
+    return longrepr
 
 
 def _status(outcome: Verdict, severity: str, inconclusive: str) -> str:

@@ -1,16 +1,18 @@
 """pytest-xdist support: backbone groups for ``--dist loadgroup`` and run-wide extraction counts.
 
 Scheduling
-    Under ``--dist loadgroup`` every spec is given ``@pytest.mark.xdist_group(<backbone>)``, so the
-    specs that use one backbone run on one worker and the backbone is loaded (and its features
-    extracted) there only. Nothing changes under other ``--dist`` modes or without xdist. A spec's
+    Under ``--dist loadgroup`` every reuse spec (a test using the ``reuse``, ``reuse_session`` or
+    ``reuse_device`` fixture, or marked as below) is given ``@pytest.mark.xdist_group(<backbone>)``,
+    so the specs that use one backbone run on one worker and the backbone is loaded (and its
+    features extracted) there only. Nothing changes under other ``--dist`` modes or without xdist. A spec's
     backbone is only known when it runs, so it is read at collection, first match wins:
 
     1. ``@pytest.mark.reuse_backbone("zoo:digits-cnn")`` on the spec (or its class or module);
     2. a parametrize value that is a backbone string: the parameter named ``backbone`` first,
        then the others in the order pytest lists them;
-    3. the first backbone string in the spec function's source, in reading order: a string
-       literal, or a module-level name bound to one (``BACKBONE = "zoo:digits-cnn"``).
+    3. the first backbone string in the spec function's body, in reading order: a string
+       literal, or a module-level name bound to one (``BACKBONE = "zoo:digits-cnn"``); decorators
+       and the docstring are not read.
 
     A backbone string here is ``SCHEME:REST`` for a registered scheme (``zoo``, ``torchvision``,
     ``file`` and any added with :func:`reusespec.backbones.registry.register_scheme`), without
@@ -187,10 +189,15 @@ class XdistSupport:
         return result
 
     def _group_by_backbone(self, items: list[pytest.Item]) -> None:
+        from reusespec.plugin import REUSE_FIXTURES
+
         schemes = _registered_schemes()
         for item in items:
             if item.get_closest_marker("xdist_group") is not None:
                 continue  # the user's own grouping wins
+            is_spec = bool(REUSE_FIXTURES.intersection(getattr(item, "fixturenames", ())))
+            if not is_spec and item.get_closest_marker(MARKER) is None:
+                continue  # other tests may mention "file:..." URLs; only specs are guessed at
             try:
                 backbone = spec_backbone(item, schemes)
             except MarkerError as exc:  # one bad marker must not stop the run: warn, leave ungrouped

@@ -144,8 +144,9 @@ def fit_probe(
         y_all = torch.cat([yt, yv])
         mean, scale = _standardise(x_all)
         best_params = _fit((x_all - mean) / scale, y_all, num_classes, best, best_params, max_iter)
+    best = float(best)  # plain floats travel to the xdist controller; numpy scalars do not
     head = LinearHead(mean, scale, best_params[0], best_params[1], best)
-    return ProbeFit(head, best, best_val, sorted((l2, acc) for l2, (acc, _) in sweep.items()))
+    return ProbeFit(head, best, best_val, sorted((float(l2), acc) for l2, (acc, _) in sweep.items()))
 
 
 def _best(sweep: dict[float, tuple[float, tuple[torch.Tensor, torch.Tensor]]]) -> float:

@@ -25,9 +25,12 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reusespec.stats import Interval, StatsError, verdict
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["main", "render_html", "render_markdown", "score_rows", "write_text_atomic"]
 
@@ -304,15 +307,13 @@ def _table_html(rows: Sequence[Mapping[str, Any]]) -> str:
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
-def spec_chart_svg(spec: Mapping[str, Any]) -> str | None:
-    """Inline SVG of a spec's scores in [0, 1]: value, interval, threshold, baseline and seeds.
+def spec_figure(spec: Mapping[str, Any]) -> Figure | None:
+    """A chart of a spec's scores in [0, 1]: value, interval, threshold, baseline and seeds.
 
     None when matplotlib is not installed or no score of the spec lies in [0, 1] (counts and
     timings are in the table).
     """
     try:
-        import matplotlib
-        from matplotlib.backends.backend_svg import FigureCanvasSVG
         from matplotlib.figure import Figure
     except ImportError:
         return None
@@ -327,39 +328,49 @@ def spec_chart_svg(spec: Mapping[str, Any]) -> str | None:
     ]
     if not scores:
         return None
-    height = 0.9 + 0.38 * len(scores)
+    fig = Figure(figsize=(7.5, 0.9 + 0.38 * len(scores)), layout="constrained")
+    ax = fig.add_subplot()
+    labels = []
+    shown: list[float] = []  # every x drawn, to zoom on them
+    for y, score in enumerate(scores):
+        labels.append(f"{score['metric']} · {score['backbone']} · {score['task']}")
+        shown.append(float(score["value"]))
+        if score.get("ci_low") is not None and score.get("ci_high") is not None:
+            ax.plot([score["ci_low"], score["ci_high"]], [y, y], color="#4a7ab5", linewidth=2.5, alpha=0.6)
+            shown += [float(score["ci_low"]), float(score["ci_high"])]
+        for seed_value in (score.get("extra") or {}).get("seed_values", []):
+            ax.plot([seed_value], [y + 0.18], "o", color="#999999", markersize=3)
+            shown.append(float(seed_value))
+        ax.plot([float(score["value"])], [y], "o", color="#1f4e8c", markersize=6)
+        if score.get("threshold") is not None:
+            ax.plot([score["threshold"]], [y], "|", color="#c0392b", markersize=16, markeredgewidth=2)
+            shown.append(float(score["threshold"]))
+        comparison = comparisons.get((score["backbone"], score["task"], score["strategy"], score["metric"]))
+        if comparison is not None:
+            ax.plot([comparison["baseline"]], [y], "D", color="#e67e22", markersize=5, fillstyle="none")
+            shown.append(float(comparison["baseline"]))
+    ax.set_yticks(range(len(scores)), labels, fontsize=8)
+    ax.set_ylim(len(scores) - 0.3, -0.7)  # first score on top
+    ax.set_xlim(max(-0.02, min(shown) - 0.05), min(1.02, max(shown) + 0.05))  # zoom on the scores
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_xlabel(
+        "score (dot), interval (bar), threshold (red |), baseline (orange ◇), seeds (grey)", fontsize=8
+    )
+    return fig
+
+
+def spec_chart_svg(spec: Mapping[str, Any]) -> str | None:
+    """:func:`spec_figure` as inline SVG (text kept as text, so the page stays searchable)."""
+    fig = spec_figure(spec)
+    if fig is None:
+        return None
+    import matplotlib
+    from matplotlib.backends.backend_svg import FigureCanvasSVG
+
+    FigureCanvasSVG(fig)
+    buffer = io.StringIO()
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "reusespec"}):
-        fig = Figure(figsize=(7.5, height), layout="constrained")
-        FigureCanvasSVG(fig)
-        ax = fig.add_subplot()
-        labels = []
-        for y, score in enumerate(scores):
-            labels.append(f"{score['metric']} · {score['backbone']} · {score['task']}")
-            value = float(score["value"])
-            if score.get("ci_low") is not None and score.get("ci_high") is not None:
-                ax.plot(
-                    [score["ci_low"], score["ci_high"]], [y, y], color="#4a7ab5", linewidth=2.5, alpha=0.6
-                )
-            for seed_value in (score.get("extra") or {}).get("seed_values", []):
-                ax.plot([seed_value], [y + 0.18], "o", color="#999999", markersize=3)
-            ax.plot([value], [y], "o", color="#1f4e8c", markersize=6)
-            if score.get("threshold") is not None:
-                ax.plot([score["threshold"]], [y], "|", color="#c0392b", markersize=16, markeredgewidth=2)
-            comparison = comparisons.get(
-                (score["backbone"], score["task"], score["strategy"], score["metric"])
-            )
-            if comparison is not None:
-                ax.plot([comparison["baseline"]], [y], "D", color="#e67e22", markersize=5, fillstyle="none")
-        ax.set_yticks(range(len(scores)), labels, fontsize=8)
-        ax.set_ylim(-0.7, len(scores) - 0.3)
-        ax.invert_yaxis()
-        ax.set_xlim(-0.02, 1.02)
-        ax.grid(axis="x", alpha=0.3)
-        ax.set_xlabel(
-            "score (dot), interval (bar), threshold (red |), baseline (orange ◇), seeds (grey)", fontsize=8
-        )
-        buffer = io.StringIO()
-        fig.savefig(buffer, format="svg")
+        fig.savefig(buffer, format="svg", metadata={"Date": None})
     svg = buffer.getvalue()
     return svg[svg.find("<svg") :]
 

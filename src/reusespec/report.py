@@ -85,7 +85,7 @@ def write_json_atomic(path: str | Path, document: dict[str, Any]) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(document, f, indent=2, default=str)
+            json.dump(document, f, indent=2, default=str, sort_keys=True)
             f.write("\n")
         # mkstemp creates the file private (0600); a report is meant to be read by CI and colleagues.
         umask = os.umask(0)

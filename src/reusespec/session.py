@@ -148,6 +148,11 @@ class Reuse:
         self.session = session
         self.records: list[ScoreRecord] = [] if sink is None else sink
 
+    def __repr__(self) -> str:
+        config = self.session.config
+        # Stable across runs and machines: it appears in assertion messages that reports compare.
+        return f"{type(self).__name__}(seed={config.seed}, device={config.device!r})"
+
     def _unavailable(self, exc: ResourceUnavailable) -> None:
         """Called when weights or data are missing; the pytest plugin skips the spec here."""
         raise exc

@@ -11,6 +11,7 @@ or, for files reusespec wrote, from the safetensors metadata key ``reusespec.arc
 from __future__ import annotations
 
 import pickle
+import re
 from collections.abc import Callable, Collection
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -21,7 +22,7 @@ from torch import nn
 
 from reusespec.backbones.base import Backbone, InputSpec
 from reusespec.backbones.convert import classifier_to_backbone, find_head
-from reusespec.errors import CheckpointError, MissingWeightsError, UnsafeCheckpointError
+from reusespec.errors import CheckpointError, UnsafeCheckpointError
 
 ArchitectureBuilder = Callable[[str], tuple[nn.Module, InputSpec]]
 
@@ -31,7 +32,9 @@ def read_checkpoint(
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The state dict and metadata of a checkpoint file (safetensors or a torch pickle)."""
     if not path.exists():
-        raise MissingWeightsError(
+        # An explicit path that is wrong is a mistake in the spec, not a resource this machine may
+        # lack (torchvision weights): fail, so a typo cannot pass a CI gate as a skip.
+        raise CheckpointError(
             f"checkpoint not found: looked for {path} (resolved from the working directory {Path.cwd()}). "
             "Give an absolute path or one relative to where pytest runs."
         )
@@ -50,7 +53,7 @@ def read_checkpoint(
         if path.resolve() not in {p.resolve() for p in trusted}:
             raise UnsafeCheckpointError(
                 f"{path} is a pickle that needs to run code to load, so it was refused "
-                f"({str(exc).splitlines()[0]}). "
+                f"({_refusal_reason(exc)}). "
                 "Convert it to safetensors or a plain state dict; or, if you trust this file, opt in for it "
                 f"alone with --reuse-trust-pickle {path}."
             ) from None
@@ -60,6 +63,16 @@ def read_checkpoint(
             f"cannot read checkpoint {path}: {exc}. The file may be truncated or corrupt."
         ) from None
     return _state_dict_of(obj, path), {}
+
+
+def _refusal_reason(exc: Exception) -> str:
+    """What torch's safe unpickler refused (``Unsupported global: GLOBAL pkg.Class ...``), without its
+    advice to load with weights_only=False and its terminal colour codes."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(exc).splitlines()]
+    reason = next(
+        (line for line in lines if line.startswith("WeightsUnpickler error:")), lines[0] if lines else ""
+    )
+    return reason.removeprefix("WeightsUnpickler error:").strip().split(". Please use")[0]
 
 
 def _state_dict_of(obj: object, path: Path) -> dict[str, torch.Tensor]:
