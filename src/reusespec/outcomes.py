@@ -43,6 +43,13 @@ class FinetuneOutcome(Result):
             if run.top5_accuracy is not None
             else None
         )
+        # The training curve's end points, as rows of their own so the summary table shows them.
+        if last.get("train_loss") is not None:
+            self.final_train_loss = self._score("final_train_loss", last["train_loss"], extra=extra, **common)
+        if last.get("val_accuracy") is not None:
+            self.final_val_accuracy = self._score(
+                "final_val_accuracy", last["val_accuracy"], extra=extra, **common
+            )
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.__dict__["run"], name)  # curve, trainable_params, seconds, ...
