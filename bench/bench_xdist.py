@@ -52,7 +52,7 @@ MODES = {"-n 0": (0, None), "-n 0, OMP_NUM_THREADS=1": (0, 1), "-n 2": (2, None)
 
 
 def run(ctx: Context) -> dict[str, Any]:
-    repeats = min(ctx.repeats, 2)
+    repeats = ctx.repeats
     runs: dict[str, list[dict[str, Any]]] = {f"{m} {s}": [] for m in MODES for s in ("fresh", "warm")}
     with load_window() as load:
         for rep in range(repeats):

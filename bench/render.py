@@ -252,9 +252,11 @@ def scores_section(result: dict[str, Any]) -> list[str]:
 
 def xdist_section(result: dict[str, Any]) -> list[str]:
     t = result["seconds"]
-    rows = [[k, _s(v["median"]), result["outcomes"][k]] for k, v in t.items()]
+    rows = [
+        [k, _s(v["median"]), ", ".join(_s(r) for r in v["runs"]), result["outcomes"][k]] for k, v in t.items()
+    ]
     lines = ["### pytest reuse_specs/ -n 2 vs -n 0", "", _meta(result), ""]
-    lines += _table(["run", "wall time", "outcome"], rows)
+    lines += _table(["run", "wall time (median)", "runs", "outcome of the last run"], rows)
     slowest = result.get("slowest_specs", {})
     for run in ("-n 0 fresh", "-n 0 warm"):
         if slowest.get(run):
