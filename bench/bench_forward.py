@@ -4,8 +4,7 @@ The bare pass is ``model(prepare(images))`` in batches of the session's batch si
 ``inference_mode``, over the task's own train + val + test images, nothing stored. The cold run
 is ``Reuse.probe`` on a fresh cache; its parts are timed by repeating the same steps the facade
 takes (resolve backbone and task, features per split through the cache, head fit, test logits)
-from a new session, cold and then warm (features read from the cache), and again with the
-prototype head fit (bench/fastprobe.py) in place of ``fit_probe``.
+from a new session, cold and then warm (features read from the cache).
 Target: cold run <= 1.2x the bare pass.
 """
 
@@ -20,7 +19,6 @@ import numpy as np
 import torch
 
 from bench.common import Context, load_window, ratio, summary, timed
-from bench.fastprobe import fast_fit_probe
 from bench.synthetic import write_image_folder
 
 
@@ -47,7 +45,7 @@ def bare_forward(backbone: Any, task: Any, device: torch.device, batch_size: int
     return count
 
 
-def probe_parts(backbone: str, task: str, cache: Path, prototype_fit: bool = False) -> dict[str, float]:
+def probe_parts(backbone: str, task: str, cache: Path) -> dict[str, float]:
     """The steps of ``Reuse.probe`` from a new session on ``cache`` (cold or warm), each timed."""
     from reusespec.probe import fit_probe
     from reusespec.session import ReuseConfig, ReuseSession
@@ -66,15 +64,9 @@ def probe_parts(backbone: str, task: str, cache: Path, prototype_fit: bool = Fal
         t_extract += t
     parts["features"] = t_extract
     fit_args = (feats["train"], tk.train.labels, feats["val"], tk.val.labels)
-    head: Any
-    if prototype_fit:
-        t, fitted = timed(partial(fast_fit_probe, *fit_args, num_classes=tk.num_classes))
-        head = fitted.head
-    else:
-        t, probe = timed(partial(fit_probe, *fit_args, num_classes=tk.num_classes, device=session.device))
-        head = probe.head
+    t, probe = timed(partial(fit_probe, *fit_args, num_classes=tk.num_classes, device=session.device))
     parts["head fit + sweep"] = t
-    t, _ = timed(partial(head.logits, feats["test"]))
+    t, _ = timed(partial(probe.head.logits, feats["test"]))
     parts["test logits"] = t
     parts["total"] = time.perf_counter() - start
     return parts
@@ -94,12 +86,7 @@ def measure(ctx: Context, backbone: str, task: str, repeats: int) -> dict[str, A
     ctx.log(f"forward {backbone} on {task}: {repeats} repeat(s)")
     bare: list[float] = []
     cold: list[float] = []
-    runs: dict[str, list[dict[str, float]]] = {
-        "cold": [],
-        "warm": [],
-        "cold, prototype": [],
-        "warm, prototype": [],
-    }
+    runs: dict[str, list[dict[str, float]]] = {"cold": [], "warm": []}
     with load_window() as load:
         for _ in range(repeats):
             t, images = timed(lambda: bare_forward(bb, tk, device, warm.config.batch_size))
@@ -111,11 +98,9 @@ def measure(ctx: Context, backbone: str, task: str, repeats: int) -> dict[str, A
 
             t, _ = timed(facade)
             cold.append(t)
-            for prototype in (False, True):
-                suffix = ", prototype" if prototype else ""
-                cache = ctx.fresh_cache()
-                runs["cold" + suffix].append(probe_parts(backbone, task, cache, prototype))
-                runs["warm" + suffix].append(probe_parts(backbone, task, cache, prototype))
+            cache = ctx.fresh_cache()
+            runs["cold"].append(probe_parts(backbone, task, cache))
+            runs["warm"].append(probe_parts(backbone, task, cache))
             ctx.log(f"  bare {bare[-1]:.2f}s, cold {cold[-1]:.2f}s")
             for name, parts_run in runs.items():
                 ctx.log(f"    {name}: {_fmt(parts_run[-1])}")
@@ -131,7 +116,6 @@ def measure(ctx: Context, backbone: str, task: str, repeats: int) -> dict[str, A
         "seconds": {"bare forward": summary(bare), "cold probe": summary(cold)},
         "parts_median": parts,
         "cold_over_bare": cold_over_bare,
-        "cold_over_bare_with_prototype_fit": ratio(parts["cold, prototype"]["total"], bare_median),
         "target_met": {"cold <= 1.2x bare forward": cold_over_bare <= 1.2},
         **load,
     }

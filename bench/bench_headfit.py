@@ -2,7 +2,11 @@
 
 All fits read the same features: the demo's cached features (zoo:digits-cnn on mnist5k) and
 synthetic Gaussian-mixture features up to 50,000 x 2,048 with 100 classes. Accuracy is on the
-test split; the target is reusespec >= 5x faster than scikit-learn, accuracy within half a point.
+test split. Three scikit-learn references, each with the probe's grid, refinement and refit on
+train + val: as the linear-probe literature runs it (a fresh estimator per grid point, default
+tol, max_iter 1000), warm-started along the grid at its default tol 1e-4, and warm-started at
+fit_probe's gradient tolerance 1e-6. The target, per reference: fit_probe >= 5x faster, and its
+accuracy not more than half a point below.
 """
 
 from __future__ import annotations
@@ -13,8 +17,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import Context, load_window, ratio, summary, timed_within
-from bench.fastprobe import fast_fit_probe
-from bench.reference import sklearn_sweep
+from bench.reference import SklearnSweep, sklearn_literature, sklearn_sweep
 from bench.synthetic import FeatureSplits, gaussian_mixture
 
 
@@ -51,44 +54,29 @@ def _fit_current(data: FeatureSplits, classes: int) -> Callable[[], np.ndarray]:
     return run
 
 
-def _fit_fast(
-    data: FeatureSplits, classes: int, gtol: float, sweep_gtol: float | None = None
+def _fit_sklearn(
+    reference: Callable[..., SklearnSweep], data: FeatureSplits, **kwargs: Any
 ) -> Callable[[], np.ndarray]:
     def run() -> np.ndarray:
-        fit = fast_fit_probe(
-            data.train_x,
-            data.train_y,
-            data.val_x,
-            data.val_y,
-            num_classes=classes,
-            gtol=gtol,
-            sweep_gtol=sweep_gtol,
-        )
-        return fit.head.logits(data.test_x)
-
-    return run
-
-
-def _fit_sklearn(data: FeatureSplits, tol: float) -> Callable[[], np.ndarray]:
-    def run() -> np.ndarray:
-        return sklearn_sweep(data.train_x, data.train_y, data.val_x, data.val_y, tol=tol).logits(data.test_x)
+        return reference(data.train_x, data.train_y, data.val_x, data.val_y, **kwargs).logits(data.test_x)
 
     return run
 
 
 CURRENT = "reusespec.fit_probe"
-SKLEARN_DEFAULT = "sklearn lbfgs, tol 1e-4 (its default)"
-SKLEARN_MATCHED = "sklearn lbfgs, tol 1e-6 (fit_probe's)"
+SKLEARN_LITERATURE = "sklearn lbfgs, fresh per grid point, tol 1e-4, max_iter 1000 (literature)"
+SKLEARN_DEFAULT = "sklearn lbfgs, warm-started, tol 1e-4 (its default)"
+SKLEARN_MATCHED = "sklearn lbfgs, warm-started, tol 1e-6 (fit_probe's)"
+REFERENCES = (SKLEARN_LITERATURE, SKLEARN_DEFAULT, SKLEARN_MATCHED)
+MAX_ACCURACY_LOSS = 0.005  # half a point below the reference at most; more accurate is fine
 
 
 def measure(ctx: Context, label: str, data: FeatureSplits, classes: int, repeats: int) -> dict[str, Any]:
     methods: dict[str, Callable[[], np.ndarray]] = {  # cheapest first, for runs under a budget
-        "prototype, gtol 1e-4": _fit_fast(data, classes, gtol=1e-4),
-        SKLEARN_DEFAULT: _fit_sklearn(data, tol=1e-4),
-        "prototype, sweep gtol 1e-5, refit 1e-6": _fit_fast(data, classes, gtol=1e-6, sweep_gtol=1e-5),
-        "prototype, gtol 1e-6": _fit_fast(data, classes, gtol=1e-6),
-        SKLEARN_MATCHED: _fit_sklearn(data, tol=1e-6),
         CURRENT: _fit_current(data, classes),
+        SKLEARN_DEFAULT: _fit_sklearn(sklearn_sweep, data, tol=1e-4),
+        SKLEARN_MATCHED: _fit_sklearn(sklearn_sweep, data, tol=1e-6),
+        SKLEARN_LITERATURE: _fit_sklearn(sklearn_literature, data),
     }
     n, d = data.shape
     budget = ctx.budget if n * d > 5_000_000 else None
@@ -112,8 +100,10 @@ def measure(ctx: Context, label: str, data: FeatureSplits, classes: int, repeats
     times = {name: summary(s) for name, s in seconds.items()}
 
     def met(reference: str) -> bool:
+        if {reference, CURRENT} & set(timed_out):
+            return False  # a fit stopped at its budget has no accuracy to compare
         fast_enough = ratio(times[reference]["median"], times[CURRENT]["median"]) >= 5
-        return fast_enough and abs(accuracy[CURRENT] - accuracy[reference]) <= 0.005
+        return fast_enough and accuracy[CURRENT] >= accuracy[reference] - MAX_ACCURACY_LOSS
 
     return {
         "label": label,
@@ -123,18 +113,19 @@ def measure(ctx: Context, label: str, data: FeatureSplits, classes: int, repeats
         "seconds": times,
         "timed_out": sorted(set(timed_out)),
         "accuracy": accuracy,
-        "speedup_vs_sklearn_default": {
-            name: ratio(times[SKLEARN_DEFAULT]["median"], t["median"]) for name, t in times.items()
+        "references": list(REFERENCES),
+        "speedup_vs": {
+            ref: {name: ratio(times[ref]["median"], t["median"]) for name, t in times.items()}
+            for ref in REFERENCES
         },
-        "speedup_vs_sklearn_matched": {
-            name: ratio(times[SKLEARN_MATCHED]["median"], t["median"]) for name, t in times.items()
-        },
-        "accuracy_gap_vs_sklearn_matched_points": {
-            name: 100 * (acc - accuracy[SKLEARN_MATCHED]) for name, acc in accuracy.items()
+        "accuracy_gap_points_vs": {
+            ref: {name: 100 * (acc - accuracy[ref]) for name, acc in accuracy.items()} for ref in REFERENCES
         },
         "target_met": {
-            "fit_probe >= 5x sklearn default, within 0.5 points": met(SKLEARN_DEFAULT),
-            "fit_probe >= 5x sklearn matched tol, within 0.5 points": met(SKLEARN_MATCHED),
+            f"fit_probe >= 5x {ref}, at most 0.5 points less accurate": met(ref) for ref in REFERENCES
+        },
+        "target_reference": {
+            f"fit_probe >= 5x {ref}, at most 0.5 points less accurate": ref for ref in REFERENCES
         },
         **load,
     }

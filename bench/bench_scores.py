@@ -17,10 +17,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import Context, load_window, ratio, repeat_timed, summary, timed
-from bench.fastprobe import fast_fit_probe
 from bench.synthetic import gaussian_mixture
-
-CURRENT_FIT_LIMIT = 10_000_000  # samples x width above which fit_probe takes too long to repeat here
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -51,7 +48,7 @@ def demo(ctx: Context) -> dict[str, Any]:
         data[name] = (feats, train_val, probs)
     labels = np.concatenate([task.train.labels, task.val.labels])
     ctx.log(f"scores demo: {len(zoo)} backbones on mnist5k:5-9, {len(labels)} samples")
-    seconds: dict[str, list[float]] = {m: [] for m in [*SCORES, "probe (fit_probe)", "probe (prototype)"]}
+    seconds: dict[str, list[float]] = {m: [] for m in [*SCORES, "probe (fit_probe)"]}
     scores: dict[str, dict[str, float]] = {m: {} for m in SCORES}
     accuracy: dict[str, float] = {}
     with load_window() as load:
@@ -65,18 +62,13 @@ def demo(ctx: Context) -> dict[str, Any]:
                     total += t
                     scores[method][name] = float(value)
                 seconds[method].append(total)
-            for probe_name in ("probe (fit_probe)", "probe (prototype)"):
-                total = 0.0
-                for name, (feats, _, _) in data.items():
-                    fitter: Any = fit_probe if probe_name == "probe (fit_probe)" else fast_fit_probe
-                    fit_args = (feats["train"], task.train.labels, feats["val"], task.val.labels)
-                    t, fit = timed(partial(fitter, *fit_args, num_classes=task.num_classes))
-                    total += t
-                    if probe_name == "probe (fit_probe)":
-                        accuracy[name] = float(
-                            (fit.head.logits(feats["test"]).argmax(1) == task.test.labels).mean()
-                        )
-                seconds[probe_name].append(total)
+            total = 0.0
+            for name, (feats, _, _) in data.items():
+                fit_args = (feats["train"], task.train.labels, feats["val"], task.val.labels)
+                t, fit = timed(partial(fit_probe, *fit_args, num_classes=task.num_classes))
+                total += t
+                accuracy[name] = float((fit.head.logits(feats["test"]).argmax(1) == task.test.labels).mean())
+            seconds["probe (fit_probe)"].append(total)
     times = {m: summary(s) for m, s in seconds.items()}
     probe_time = times["probe (fit_probe)"]["median"]
     agreement = {}
@@ -112,12 +104,9 @@ def scaling(ctx: Context) -> dict[str, Any]:
                 score = partial(transferability_score, method, data.train_x, data.train_y, source_probs=probs)
                 row["seconds"][method] = summary(repeat_timed(score, ctx.repeats))["median"]
             fit_args = (data.train_x, data.train_y, data.val_x, data.val_y)
-            prototype = partial(fast_fit_probe, *fit_args, num_classes=10)
-            row["seconds"]["probe (prototype)"] = summary(repeat_timed(prototype, ctx.repeats))["median"]
-            if n * d <= CURRENT_FIT_LIMIT:
-                current = partial(fit_probe, *fit_args, num_classes=10)
-                runs = repeat_timed(current, 1 if n * d > 1_000_000 else ctx.repeats)
-                row["seconds"]["probe (fit_probe)"] = summary(runs)["median"]
+            current = partial(fit_probe, *fit_args, num_classes=10)
+            runs = repeat_timed(current, 1 if n * d > 1_000_000 else ctx.repeats)
+            row["seconds"]["probe (fit_probe)"] = summary(runs)["median"]
             ctx.log(
                 f"scores scaling {n} x {d}: " + ", ".join(f"{k} {v:.3f}s" for k, v in row["seconds"].items())
             )

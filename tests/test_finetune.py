@@ -292,6 +292,36 @@ def test_the_same_seed_gives_the_same_result(backbone: Backbone, task: Task) -> 
     assert np.array_equal(first.test_predictions, second.test_predictions)
 
 
+def test_small_cpu_fine_tunes_run_on_one_thread_whatever_the_process_has(
+    backbone: Backbone, task: Task, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # So a serial run (all cores) and an xdist worker (its share) report the same scores.
+    def run() -> tuple[FinetuneResult, set[int]]:
+        threads: set[int] = set()
+        result = finetune(
+            backbone,
+            task,
+            strategy="full",
+            seed=3,
+            progress=lambda _: threads.add(torch.get_num_threads()),
+            **QUICK,
+        )
+        return result, threads
+
+    torch.set_num_threads(1)
+    alone, threads_alone = run()
+    torch.set_num_threads(2)
+    try:
+        shared, threads_shared = run()
+        assert threads_alone == threads_shared == {1}
+        assert alone.curve == shared.curve and np.array_equal(alone.test_predictions, shared.test_predictions)
+        monkeypatch.setattr("reusespec.finetune.SINGLE_THREAD_STEP_MACS", 0.0)  # every model counts as large
+        _, threads_large = run()
+        assert threads_large == {2}
+    finally:
+        torch.set_num_threads(1)
+
+
 def test_a_different_seed_gives_a_different_but_close_result(backbone: Backbone, task: Task) -> None:
     results = [finetune(backbone, task, strategy="lp-ft", seed=seed, **QUICK) for seed in (0, 1)]
     assert results[0].curve != results[1].curve

@@ -244,3 +244,24 @@ def test_core_library_imports_without_pytest() -> None:
     code = "import sys, reusespec, reusespec.session; sys.exit('pytest' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, f"the core imported pytest:\n{done.stderr}"
+
+
+def test_collecting_specs_does_not_import_torch(tmp_path: Path) -> None:
+    # The xdist controller only collects, schedules and reports: importing torch, torchvision
+    # and scikit-learn there would add seconds to every parallel run for nothing.
+    spec = tmp_path / "test_spec.py"
+    spec.write_text(
+        "def test_probe(reuse):\n    assert reuse.probe('zoo:digits-cnn', 'mnist5k:5-9').accuracy > 0.5\n"
+    )
+    code = (
+        "import sys, pytest\n"
+        f"code = pytest.main(['--co', '-q', '-p', 'no:cacheprovider', {str(spec)!r}])\n"
+        "heavy = sorted({'torch', 'torchvision', 'sklearn', 'scipy.stats'} & set(sys.modules))\n"
+        "print('heavy:', heavy)\n"
+        "sys.exit(int(code) or bool(heavy))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 test collected" in done.stdout

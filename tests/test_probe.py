@@ -2,7 +2,9 @@
 
 Features are synthetic: well separated Gaussian classes (a probe must be perfect), pure noise
 with random labels (a probe must be at chance on held-out data, whatever L2 it picks), and a
-logistic model (the probe must reach scikit-learn's optimum of the same objective).
+logistic model (the probe must reach scikit-learn's optimum of the same objective). The CPU
+solver's written-out gradient is checked against autograd, its fits against the torch solver
+(the one other devices run), and its heads for independence from the thread count.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from hypothesis import strategies as st
 from scipy.stats import binomtest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, top_k_accuracy_score
+from threadpoolctl import threadpool_limits
 
+from reusespec import probe as probe_module
 from reusespec.metrics import classification_metrics
-from reusespec.probe import DEFAULT_GRID, ProbeFit, fit_probe
+from reusespec.probe import DEFAULT_GRID, SOLVER_VERSION, ProbeFit, fit_probe
 
 Arrays = tuple[np.ndarray, np.ndarray]
 
@@ -186,3 +190,103 @@ def test_accuracy_does_not_depend_on_class_names(seed: int, relabel: list[int]) 
     # The same test points get the same (renamed) answers.
     same = mapping[original.head.logits(test[0]).argmax(1)] == relabelled.head.logits(test[0]).argmax(1)
     assert same.mean() >= 0.98
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_written_out_gradient_matches_autograd(dtype: type[np.floating]) -> None:
+    """The CPU solver's loss and gradient are autograd's on the same objective, bias unpenalised."""
+    rng = np.random.default_rng(5)
+    n, d, k, l2 = 60, 7, 4, 0.3
+    z = rng.normal(size=(n, d)).astype(dtype)
+    y = rng.integers(0, k, n).astype(np.intp)
+    params = rng.normal(size=k * (d + 1)) * 2.0  # large enough that the softmax saturates somewhere
+    loss, grad = probe_module._Objective(z, y, k, l2)(params)
+
+    flat = torch.tensor(params, requires_grad=True)
+    weight, bias = flat[: k * d].reshape(k, d), flat[k * d :]
+    logits = torch.from_numpy(z).double() @ weight.T + bias
+    expected = (
+        torch.nn.functional.cross_entropy(logits, torch.from_numpy(y).long()) + 0.5 * l2 * weight.pow(2).sum()
+    )
+    expected.backward()
+    assert flat.grad is not None
+    tolerance = 1e-12 if dtype == np.float64 else 1e-5
+    assert loss == pytest.approx(expected.item(), rel=tolerance)
+    np.testing.assert_allclose(grad, flat.grad.numpy(), rtol=tolerance * 10, atol=tolerance)
+
+
+def _logistic_problem(seed: int, n: int = 300, d: int = 8, k: int = 3) -> tuple[Arrays, Arrays, Arrays]:
+    rng = np.random.default_rng(seed)
+    true_weight = rng.normal(size=(d, k))
+    shift = rng.normal(size=d) * 3
+
+    def draw(m: int) -> Arrays:
+        x = rng.normal(size=(m, d)) * rng.uniform(0.5, 2.0, size=d)
+        return x + shift, (x @ true_weight + rng.gumbel(size=(m, k))).argmax(1)
+
+    return draw(n), draw(n // 3), draw(n)
+
+
+def test_cpu_solver_agrees_with_the_torch_solver() -> None:
+    """Both solvers minimise the same objective under the same protocol: same sweep, same head."""
+    train, val, test = _logistic_problem(0)
+    kwargs = dict(
+        num_classes=3,
+        l2_grid=(1e-3, 1e-2, 1e-1, 1.0),
+        refine=True,
+        refit_on_train_val=True,
+        max_iter=500,
+        device="cpu",
+        dtype=torch.float64,
+    )
+    cpu = probe_module._fit_probe(*train, *val, use_torch=False, **kwargs)  # type: ignore[arg-type]
+    on_torch = probe_module._fit_probe(*train, *val, use_torch=True, **kwargs)  # type: ignore[arg-type]
+    assert cpu.l2 == on_torch.l2
+    assert [l2 for l2, _ in cpu.sweep] == [l2 for l2, _ in on_torch.sweep]
+    assert np.allclose([a for _, a in cpu.sweep], [a for _, a in on_torch.sweep], atol=0.02)
+    for name in ("mean", "scale", "weight", "bias"):
+        np.testing.assert_allclose(
+            getattr(cpu.head, name).numpy(), getattr(on_torch.head, name).numpy(), rtol=1e-3, atol=1e-4
+        )
+    agree = cpu.head.logits(test[0]).argmax(1) == on_torch.head.logits(test[0]).argmax(1)
+    assert agree.mean() >= 0.99
+
+
+def test_float32_products_give_the_float64_answer() -> None:
+    train, val, test = _logistic_problem(1)
+    single = fit(train, val, 3, dtype=torch.float32)
+    double = fit(train, val, 3, dtype=torch.float64)
+    assert single.head.weight.dtype == torch.float32 and double.head.weight.dtype == torch.float64
+    assert single.l2 == double.l2
+    agree = single.head.logits(test[0]).argmax(1) == double.head.logits(test[0]).argmax(1)
+    assert agree.mean() >= 0.99
+
+
+def _fit_with_threads(threads: int, data: tuple[Arrays, Arrays]) -> ProbeFit:
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            return fit(*data, 10, l2_grid=(1e-4, 1e-2, 1.0))
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_heads_do_not_depend_on_the_thread_count() -> None:
+    """Serial pytest (two threads) and xdist workers (one each) must fit bit-identical heads. The
+    problem is big enough for OpenBLAS to thread its products if it were let (it rounds differently
+    then)."""
+    rng = np.random.default_rng(4)
+    means = rng.normal(size=(10, 64))
+    labels = rng.integers(0, 10, 2400)
+    x = (means[labels] + 2.0 * rng.normal(size=(2400, 64))).astype(np.float32)
+    data = ((x[:2000], labels[:2000]), (x[2000:], labels[2000:]))
+    one, two = _fit_with_threads(1, data), _fit_with_threads(2, data)
+    assert one.sweep == two.sweep and one.l2 == two.l2
+    for name in ("mean", "scale", "weight", "bias"):
+        assert torch.equal(getattr(one.head, name), getattr(two.head, name)), name
+    assert torch.get_num_threads() == 1  # the fixture's setting, restored after each fit
+
+
+def test_solver_version_is_a_positive_int() -> None:
+    assert isinstance(SOLVER_VERSION, int) and SOLVER_VERSION >= 2

@@ -78,10 +78,21 @@ class FeatureCache:
         self, key: str, compute: Callable[[], np.ndarray], meta: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, bool]:
         """The array stored under ``key`` (memory-mapped) and whether it was a hit."""
+        array, _, hit = self.get_or_compute_entry(key, lambda: (compute(), meta or {}))
+        return array, hit
+
+    def get_or_compute_entry(
+        self, key: str, compute: Callable[[], tuple[np.ndarray, dict[str, Any]]]
+    ) -> tuple[np.ndarray, dict[str, Any], bool]:
+        """As :meth:`get_or_compute`, for a ``compute`` that also returns the entry's metadata.
+
+        Returns the array, its metadata (what ``compute`` returned, plus the entry's own fields)
+        and whether it was a hit.
+        """
         found = self._find(key, discard=False)  # no lock: entries appear whole or not at all
         if found is not None:
             self.stats.hits += 1
-            return found, True
+            return (*found, True)
         root = self.write_root
         lock_dir = root / "locks"
         lock_dir.mkdir(parents=True, exist_ok=True)
@@ -91,18 +102,20 @@ class FeatureCache:
             found = self._find(key, discard=True)
             if found is not None:
                 self.stats.hits += 1
-                return found, True
+                return (*found, True)
             self._remove_leftovers(key, root)
-            array = np.ascontiguousarray(compute())
-            self.write(key, array, meta or {})
+            array, meta = compute()
+            array = np.ascontiguousarray(array)
+            record = self.write(key, array, meta)
             self.stats.misses += 1
-            return array, False
+            return array, record, False
 
     def read(self, key: str) -> np.ndarray | None:
         """The verified entry for ``key``, or None; a bad entry is left for the next writer."""
-        return self._find(key, discard=False)
+        found = self._find(key, discard=False)
+        return None if found is None else found[0]
 
-    def _find(self, key: str, discard: bool) -> np.ndarray | None:
+    def _find(self, key: str, discard: bool) -> tuple[np.ndarray, dict[str, Any]] | None:
         roots = [self.root]
         if self._write_root is not None and self._write_root != self.root:
             roots.append(self._write_root)
@@ -112,7 +125,7 @@ class FeatureCache:
                 return found
         return None
 
-    def _read_entry(self, entry: Path, discard: bool) -> np.ndarray | None:
+    def _read_entry(self, entry: Path, discard: bool) -> tuple[np.ndarray, dict[str, Any]] | None:
         meta_path = entry / "meta.json"
         data_path = entry / "features.npy"
         if not meta_path.exists():
@@ -130,10 +143,10 @@ class FeatureCache:
             if discard:
                 self._discard(entry)
             return None
-        return array
+        return array, meta
 
-    def write(self, key: str, array: np.ndarray, meta: dict[str, Any]) -> None:
-        """Store ``array`` under ``key`` atomically; call it holding the key's lock."""
+    def write(self, key: str, array: np.ndarray, meta: dict[str, Any]) -> dict[str, Any]:
+        """Store ``array`` under ``key`` atomically and return its metadata; hold the key's lock."""
         root = self.write_root
         staging: Path | None = None
         try:
@@ -168,7 +181,7 @@ class FeatureCache:
                     exc.errno in (errno.ENOTEMPTY, errno.EEXIST)
                     and self._read_entry(final, False) is not None
                 ):
-                    return
+                    return record
                 raise
         except OSError as exc:
             if staging is not None:
@@ -177,6 +190,7 @@ class FeatureCache:
         finally:
             if staging is not None and staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
+        return record
 
     def _discard(self, entry: Path) -> None:
         """Move a bad entry aside atomically, then delete it."""

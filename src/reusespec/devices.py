@@ -13,9 +13,10 @@ for reports and tests.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import torch
 
@@ -145,6 +146,37 @@ def configure_worker_threads(env: Mapping[str, str] = os.environ) -> int | None:
 
     threadpool_limits(limits=threads)
     return threads
+
+
+# Below this many multiply-adds per batch (a model's forward pass over one batch), CPU work on
+# the batch runs on one thread: the demo's digits CNN (1.9 M per image: 1.2e8 for a training batch
+# of 64, 4.9e8 for an extraction batch of 256) is as fast or faster on one thread, and its results
+# then do not depend on the thread count (serial vs xdist). A ResNet-18 at 32 px (0.56 G per
+# image) is far above it and keeps the process's threads.
+SINGLE_THREAD_BATCH_MACS = 1e9
+
+
+@contextlib.contextmanager
+def single_thread_below(work: float, threshold: float, device: torch.device | str) -> Iterator[None]:
+    """Run CPU work of fewer than ``threshold`` multiply-adds on one thread (torch and BLAS).
+
+    Two reasons. Small operations gain nothing from more threads: they wait on each other, and on
+    a busy machine the wait dominates. And a result computed on one thread does not depend on how
+    many threads the process was given, so a serial run and an xdist worker (which gets its share
+    of the cores) report the same scores. Larger work keeps the process's setting.
+    """
+    if work >= threshold or torch.device(device).type != "cpu":
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def cpu_fallback_note(device: torch.device | str) -> str | None:

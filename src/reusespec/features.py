@@ -8,7 +8,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from reusespec.backbones.base import Backbone
+from reusespec.backbones.base import Backbone, approximate_macs
+from reusespec.devices import SINGLE_THREAD_BATCH_MACS, single_thread_below
 from reusespec.errors import ReuseSpecError
 from reusespec.hashing import digest
 from reusespec.tasks.base import Split
@@ -48,6 +49,30 @@ def extract_features(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     device = torch.device(device)
     model = backbone.model.to(device).eval()
+    with single_thread_below(_batch_macs(backbone, batch_size, device), SINGLE_THREAD_BATCH_MACS, device):
+        return _extract(backbone, model, split, device, batch_size, progress, label)
+
+
+def _batch_macs(backbone: Backbone, batch_size: int, device: torch.device) -> float:
+    """Multiply-adds of one batch on the CPU (infinite elsewhere, or if the model rejects the input)."""
+    if device.type != "cpu":
+        return float("inf")
+    spec = backbone.input_spec
+    try:
+        return float(approximate_macs(backbone.model, (spec.channels, *spec.size)) * batch_size)
+    except Exception:  # the extraction itself reports a model that cannot run its input
+        return float("inf")
+
+
+def _extract(
+    backbone: Backbone,
+    model: torch.nn.Module,
+    split: Split,
+    device: torch.device,
+    batch_size: int,
+    progress: Callable[[str], None] | None,
+    label: str,
+) -> np.ndarray:
     out = np.empty((len(split), backbone.feature_dim), dtype=np.float32)
     start = last_report = time.perf_counter()
     first = 0

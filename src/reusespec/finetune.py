@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reusespec.backbones.base import Backbone
-from reusespec.devices import select_device
+from reusespec.backbones.base import Backbone, approximate_macs
+from reusespec.devices import SINGLE_THREAD_BATCH_MACS, select_device, single_thread_below
 from reusespec.errors import TrainingDivergedError
 from reusespec.metrics import classification_metrics
 from reusespec.tasks.base import Split, Task
@@ -200,7 +200,12 @@ def finetune(
     device = select_device(device) if isinstance(device, str) else device
 
     start = time.perf_counter()
-    with _seeded(seed, device), _deterministic(device.type == "cpu"):
+    step_work = _step_macs(backbone, config.batch_size) if device.type == "cpu" else 0.0
+    with (
+        _seeded(seed, device),
+        _deterministic(device.type == "cpu"),
+        single_thread_below(step_work, SINGLE_THREAD_STEP_MACS, device),
+    ):
         run = _Run(backbone, task, config, device, seed, progress)
         probe_accuracy = None
         if strategy == "lp-ft" and config.probe_epochs > 0:
@@ -580,6 +585,15 @@ def _diverged(
         f"(epoch {epoch}, stage {stage!r}) with {rates} (current values, after the schedule). "
         f"Try a lower lr_backbone/lr_head (e.g. 10x lower), {clipping}; {precision_hint}."
     )
+
+
+SINGLE_THREAD_STEP_MACS = SINGLE_THREAD_BATCH_MACS  # one thread below it (see reusespec.devices)
+
+
+def _step_macs(backbone: Backbone, batch_size: int) -> float:
+    """Multiply-adds of the backbone's forward pass over one training batch (convs and linears)."""
+    spec = backbone.input_spec
+    return float(approximate_macs(backbone.model, (spec.channels, *spec.size)) * batch_size)
 
 
 @contextlib.contextmanager

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from reusespec import plugin_xdist
-from reusespec.errors import ResourceUnavailable
+from reusespec.config import ReuseConfig, default_cache_dir
 from reusespec.report import SpecOutcome, build_report, environment, format_table, write_json_atomic
 from reusespec.results import ScoreRecord
-from reusespec.session import Reuse, ReuseConfig, ReuseSession, default_cache_dir
+
+if TYPE_CHECKING:  # imported when first used: torch stays out of the xdist controller
+    from reusespec.session import Reuse, ReuseSession
 
 PROPERTY = "reusespec.scores"
 REUSE_FIXTURES = frozenset({"reuse", "reuse_session", "reuse_device"})
@@ -119,6 +121,8 @@ class ReusePlugin:
     @property
     def session(self) -> ReuseSession:
         if self._session is None:
+            from reusespec.session import ReuseSession
+
             self._session = ReuseSession(self.settings, worker_id=self.worker_id)
         return self._session
 
@@ -160,6 +164,8 @@ class ReusePlugin:
         lines = [
             f"reusespec: cache={s.cache_dir} device={s.device} seed={s.seed} download={s.allow_download}"
         ]
+        if config.pluginmanager.has_plugin("dsession"):
+            return lines  # the xdist controller runs no spec; each worker picks its own device
         note = cpu_fallback_note(self.session.device)
         if note:
             lines.append(f"reusespec: {note}")
@@ -202,7 +208,11 @@ def pytest_configure(config: pytest.Config) -> None:
         from reusespec.devices import configure_worker_threads
 
         configure_worker_threads()  # n workers x all cores would oversubscribe the CPU
-    config.pluginmanager.register(ReusePlugin(config), "reusespec-plugin")
+    reuse_plugin = ReusePlugin(config)
+    config.pluginmanager.register(reuse_plugin, "reusespec-plugin")
+    from reusespec import plugin_schedule
+
+    plugin_schedule.register(config, reuse_plugin.settings.cache_dir)  # longest specs first under -n
     from reusespec import plugin_gate
 
     plugin_gate.register(config)  # the release gate (reusespec.plugin_gate)
@@ -227,14 +237,6 @@ def _plugin(config: pytest.Config) -> ReusePlugin:
     return plugin
 
 
-class PytestReuse(Reuse):
-    """The facade for specs: missing weights or data skip the spec with the reason."""
-
-    def _unavailable(self, exc: ResourceUnavailable) -> None:
-        # Reported at the spec's location, not this line (as pytest does for a skip in a fixture).
-        raise pytest.skip.Exception(str(exc), _use_item_location=True)
-
-
 @pytest.fixture(scope="session")
 def reuse_session(request: pytest.FixtureRequest) -> ReuseSession:
     """The process's :class:`ReuseSession` (backbones, tasks and features shared by all specs)."""
@@ -250,6 +252,8 @@ def reuse_device(reuse_session: ReuseSession) -> Any:
 @pytest.fixture
 def reuse(request: pytest.FixtureRequest, reuse_session: ReuseSession) -> Reuse:
     """The facade a spec uses: ``reuse.probe(backbone, task)`` and friends. Scores go to the report."""
+    from reusespec.plugin_facade import PytestReuse
+
     records: list[ScoreRecord] = []
     request.node.stash[_records_key] = records
     return PytestReuse(reuse_session, records)

@@ -54,7 +54,7 @@ import warnings
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -72,11 +72,13 @@ from reusespec.baseline import (
     parse_tolerance,
     stored_score,
 )
-from reusespec.plugin import PytestReuse, ReusePlugin, _path, _plugin, _records_key
+from reusespec.plugin import ReusePlugin, _path, _plugin, _records_key
 from reusespec.results import ScoreRecord
 from reusespec.seeding import aggregate_records, interval_for, satisfies
-from reusespec.session import ReuseSession
 from reusespec.stats import Verdict, verdict, verdict_message
+
+if TYPE_CHECKING:
+    from reusespec.session import ReuseSession
 
 PLUGIN_NAME = "reusespec-gate"
 SEVERITIES = ("block", "warn", "track")
@@ -930,6 +932,8 @@ class StandardSuiteItem(pytest.Item):
     def setup(self) -> None:
         self._records = []
         self.stash[_records_key] = self._records
+        from reusespec.plugin_facade import PytestReuse
+
         self._reuse = PytestReuse(_plugin(self.config).session, self._records)
 
     def runtest(self) -> None:

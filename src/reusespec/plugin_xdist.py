@@ -21,6 +21,15 @@ Scheduling
     already has an ``xdist_group`` keeps it; a spec without a backbone gets no group and is
     distributed as under ``--dist load``.
 
+Building the demo zoo
+    On a cold cache the demo zoo's checkpoints are the largest cost of a run, and the specs that
+    need them ask for them one at a time: the first spec to need a checkpoint trains it while
+    every other worker that needs it waits. So each worker, before running its first spec, trains
+    its share of the zoo checkpoints the collected specs mention (source literals,
+    parameters and markers as above; all of them where a spec calls ``reuse.zoo()``), shared
+    out over the workers by estimated cost (longest first). Nothing changes on a warm cache or
+    without xdist.
+
 Counting
     Each worker sends the number of feature sets it extracted back to the controller (xdist's
     ``workeroutput``); :func:`extraction_counts` sums them for the JSON report, and the terminal
@@ -206,6 +215,21 @@ class XdistSupport:
             if backbone is not None:
                 item.add_marker(pytest.mark.xdist_group(group_name(backbone)))
 
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
+        # Here rather than at collection: each worker has sent its collection to the controller,
+        # so scheduling is not held up while the workers train.
+        workerinput = getattr(self.config, "workerinput", None)
+        if workerinput is not None and not session.config.option.collectonly:
+            from reusespec.plugin import REUSE_FIXTURES
+
+            specs = [i for i in session.items if REUSE_FIXTURES.intersection(getattr(i, "fixturenames", ()))]
+            index = int(str(workerinput["workerid"]).removeprefix("gw"))
+            share = zoo_share(specs, index, int(workerinput["workercount"]))
+            if share:
+                build_zoo_share(self.config, share)
+        return (yield)
+
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         workeroutput = getattr(self.config, "workeroutput", None)
         if workeroutput is not None:  # on a worker: send the count to the controller
@@ -228,6 +252,68 @@ class XdistSupport:
         by_worker = counts.get("feature_extractions_by_worker")
         where = f" ({', '.join(f'{w}: {n}' for w, n in sorted(by_worker.items()))})" if by_worker else ""
         terminalreporter.write_line(f"reusespec: {total} feature set(s) extracted{where}")
+
+
+def zoo_backbones_used(items: list[pytest.Item]) -> list[str]:
+    """The demo zoo's backbones these specs mention, in the zoo's order."""
+    from reusespec.backbones.zoo import zoo_names
+
+    names = zoo_names()
+    used: set[str] = set()
+    for item in items:
+        marker = item.get_closest_marker(MARKER)
+        if marker is not None and marker.args:
+            used.add(str(marker.args[0]))
+        used.update(str(v) for v in _parameter_values(item) if isinstance(v, str))
+        function = getattr(item, "function", None)
+        if function is not None:
+            used.update(backbones_in_source(function))
+            if _calls_zoo(function):
+                used.update(names)
+    return [name for name in names if name in used]
+
+
+def _calls_zoo(function: Any) -> bool:
+    """Whether a spec's body calls ``<something>.zoo()``, which lists every zoo backbone."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    except (OSError, TypeError, SyntaxError):
+        return False
+    return any(
+        isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "zoo"
+        for node in ast.walk(tree)
+    )
+
+
+def zoo_share(items: list[pytest.Item], worker_index: int, worker_count: int) -> list[str]:
+    """This worker's share of the zoo checkpoints the specs use.
+
+    Longest processing time first: the most expensive checkpoint goes to the least loaded worker,
+    with the same answer on every worker (the loads are estimates, the order is deterministic).
+    """
+    from reusespec.backbones.zoo import pretraining_cost
+
+    costs = {name: pretraining_cost(name.removeprefix("zoo:")) for name in zoo_backbones_used(items)}
+    loads = [0] * worker_count
+    shares: list[list[str]] = [[] for _ in range(worker_count)]
+    for name in sorted(costs, key=lambda n: -costs[n]):  # stable: ties keep the zoo's order
+        least = loads.index(min(loads))
+        shares[least].append(name)
+        loads[least] += costs[name]
+    return shares[worker_index] if worker_index < worker_count else []
+
+
+def build_zoo_share(config: pytest.Config, share: list[str]) -> None:
+    """Train the missing checkpoints of ``share``; a failure is left for the spec that needs it to report."""
+    from reusespec.backbones.zoo import ensure_checkpoint
+    from reusespec.plugin import _plugin
+
+    cache_dir = _plugin(config).settings.cache_dir
+    for name in share:
+        try:
+            ensure_checkpoint(name.removeprefix("zoo:"), cache_dir)
+        except Exception:
+            return
 
 
 def _own_extractions(config: pytest.Config) -> int:

@@ -8,11 +8,8 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,8 +18,11 @@ import torch
 from reusespec.backbones.base import Backbone
 from reusespec.backbones.registry import BackboneContext, resolve_backbone
 from reusespec.cache import FeatureCache
+from reusespec.config import ReuseConfig
+from reusespec.devices import single_thread_below
 from reusespec.errors import ResourceUnavailable, TaskError
 from reusespec.features import extract_features, feature_key
+from reusespec.heads import cached_fit, head_key
 from reusespec.metrics import classification_metrics
 from reusespec.outcomes import (
     ComplexityResult,
@@ -40,26 +40,6 @@ from reusespec.tasks.base import Split, Task
 from reusespec.tasks.registry import load_task
 
 
-def default_cache_dir(env: dict[str, str] | None = None) -> Path:
-    """``REUSESPEC_CACHE_DIR`` if set, else ``~/.cache/reusespec``."""
-    env = dict(os.environ) if env is None else env
-    return Path(env.get("REUSESPEC_CACHE_DIR") or Path.home() / ".cache" / "reusespec")
-
-
-@dataclass
-class ReuseConfig:
-    """Settings of a run (the pytest plugin fills these from ``--reuse-*`` options)."""
-
-    cache_dir: Path = field(default_factory=default_cache_dir)
-    data_dir: Path | None = None
-    device: str = "auto"
-    seed: int = 0
-    allow_download: bool = False
-    trusted_pickles: tuple[Path, ...] = ()
-    batch_size: int = 256
-    progress: Callable[[str], None] | None = None
-
-
 class ReuseSession:
     """Holds what a run shares: loaded backbones, loaded tasks, the feature cache, the device."""
 
@@ -67,6 +47,7 @@ class ReuseSession:
         self.config = config or ReuseConfig()
         self.worker_id = worker_id
         self.feature_cache = FeatureCache(self.config.cache_dir / "features")
+        self.head_cache = FeatureCache(self.config.cache_dir / "heads")
         self.extractions = 0
         self._backbones: dict[str, Backbone] = {}
         self._tasks: dict[tuple[str, int], Task] = {}
@@ -137,6 +118,33 @@ class ReuseSession:
         meta = {"backbone": backbone.name, "split": label, "n": len(split)}
         return self.feature_cache.get_or_compute(feature_key(backbone, split), compute, meta)
 
+    def fit_head(
+        self,
+        backbone: Backbone,
+        task: Task,
+        feats: dict[str, np.ndarray],
+        l2_grid: tuple[float, ...],
+        label: str,
+    ) -> ProbeFit:
+        """The probe's head on these features: from the head cache, or fitted once and cached."""
+
+        def fit() -> ProbeFit:
+            start = time.perf_counter()
+            fitted = fit_probe(
+                feats["train"],
+                task.train.labels,
+                feats["val"],
+                task.val.labels,
+                num_classes=task.num_classes,
+                l2_grid=l2_grid,
+                device=self.device,
+            )
+            self.progress(f"fitted the probe head of {label} in {time.perf_counter() - start:.1f}s")
+            return fitted
+
+        key = head_key(backbone, task.train, task.val, task.num_classes, l2_grid, self.device)
+        return cached_fit(self.head_cache, key, fit, self.device)[0]
+
     def reuse(self, sink: list[ScoreRecord] | None = None) -> Reuse:
         return Reuse(self, sink)
 
@@ -196,15 +204,7 @@ class Reuse:
         key = (bb.fingerprint, tk.fingerprint, tuple(l2_grid))
         fit = self.session.probe_fits.get(key)
         if fit is None:  # a shift, a suite and a profile on the same task share one clean probe
-            fit = fit_probe(
-                feats["train"],
-                tk.train.labels,
-                feats["val"],
-                tk.val.labels,
-                num_classes=tk.num_classes,
-                l2_grid=l2_grid,
-                device=self.session.device,
-            )
+            fit = self.session.fit_head(bb, tk, feats, l2_grid, label=f"{backbone} on {task}")
             self.session.probe_fits[key] = fit
         logits = fit.head.logits(feats["test"])
         result = ProbeResult(
@@ -473,7 +473,10 @@ class Reuse:
                     source_probs = (
                         torch.softmax(head(torch.from_numpy(features).float()), dim=1).double().numpy()
                     )
-            scores[name] = transferability_score(method, features, labels, source_probs=source_probs)
+            n, d = features.shape
+            # Single-threaded below ~1e9 flops (an SVD costs n d min(n, d)): same score serial or under xdist.
+            with single_thread_below(n * d * min(n, d), 1e9, "cpu"):
+                scores[name] = transferability_score(method, features, labels, source_probs=source_probs)
         return self._keep(Ranking(task, method, scores, time.perf_counter() - start, all(hits)))
 
     def rank_agreement(

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reusespec.errors import ReuseSpecError
-from reusespec.session import Reuse
+
+if TYPE_CHECKING:
+    from reusespec.session import Reuse
 
 DEFAULT_TASKS = ("sklearn-digits", "mnist5k:5-9")
 DEFAULT_SHIFT = "gaussian_noise@3"

@@ -29,9 +29,16 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats as scipy_stats
 
 from reusespec.errors import ReuseSpecError
+
+
+def _scipy_stats() -> Any:
+    """scipy.stats, imported on first use (it takes longer to import than the rest of this module)."""
+    from scipy import stats
+
+    return stats
+
 
 __all__ = [
     "Interval",
@@ -282,7 +289,7 @@ def seeds_ci(values: Sequence[float], confidence: float = 0.95) -> Interval:
         )
     mean = float(scores.mean())
     standard_error = float(scores.std(ddof=1)) / math.sqrt(scores.size)
-    half_width = float(scipy_stats.t.ppf(0.5 + confidence / 2.0, df=scores.size - 1)) * standard_error
+    half_width = float(_scipy_stats().t.ppf(0.5 + confidence / 2.0, df=scores.size - 1)) * standard_error
     return Interval(
         low=mean - half_width,
         high=mean + half_width,
@@ -581,12 +588,12 @@ def mcnemar(correct_a: ArrayLike, correct_b: ArrayLike, *, exact: bool | None = 
         # No disagreements: no evidence of any difference.
         return McNemarResult(0.0, 1.0, only_a, only_b, "no discordant pairs")
     if use_exact:
-        p_value = float(scipy_stats.binomtest(only_a, discordant, 0.5).pvalue)
+        p_value = float(_scipy_stats().binomtest(only_a, discordant, 0.5).pvalue)
         return McNemarResult(float(only_a), p_value, only_a, only_b, "exact binomial")
     statistic = (abs(only_a - only_b) - 1.0) ** 2 / discordant
     if abs(only_a - only_b) <= 1:
         statistic = 0.0  # the continuity correction cannot make the evidence negative
-    p_value = float(scipy_stats.chi2.sf(statistic, df=1))
+    p_value = float(_scipy_stats().chi2.sf(statistic, df=1))
     return McNemarResult(statistic, p_value, only_a, only_b, "chi-square with continuity correction")
 
 
@@ -677,7 +684,7 @@ def suggest_threshold(
     if rank >= 1:
         threshold = float(np.sort(scores)[rank - 1])
     elif n >= 2:
-        quantile = float(scipy_stats.t.ppf(1.0 - false_failure_rate, df=n - 1))
+        quantile = float(_scipy_stats().t.ppf(1.0 - false_failure_rate, df=n - 1))
         threshold = float(scores.mean() - quantile * scores.std(ddof=1) * math.sqrt(1.0 + 1.0 / n))
     else:
         raise StatsError(

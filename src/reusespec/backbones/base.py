@@ -8,7 +8,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchvision.transforms.v2 import functional as TF
 
 from reusespec.hashing import digest
 
@@ -42,15 +41,22 @@ class InputSpec:
             raise ValueError(f"expected a batch of images (N, C, H, W), got shape {tuple(images.shape)}")
         x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
         x = _convert_channels(x, self.channels)
-        mode = TF.InterpolationMode(self.interpolation)
-        if self.resize is not None:
-            x = TF.resize(x, [self.resize], interpolation=mode, antialias=True)
-            x = TF.center_crop(x, list(self.size))
-        elif tuple(x.shape[-2:]) != tuple(self.size):
-            x = TF.resize(x, list(self.size), interpolation=mode, antialias=True)
+        if self.resize is not None or tuple(x.shape[-2:]) != tuple(self.size):
+            x = self._resize(x)
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         return (x - mean) / std
+
+    def _resize(self, x: torch.Tensor) -> torch.Tensor:
+        # Imported here: torchvision takes about a second to import, and inputs already at the
+        # backbone's size (the demo's) never need it.
+        from torchvision.transforms.v2 import functional as TF
+
+        mode = TF.InterpolationMode(self.interpolation)
+        if self.resize is not None:
+            x = TF.resize(x, [self.resize], interpolation=mode, antialias=True)
+            return TF.center_crop(x, list(self.size))
+        return TF.resize(x, list(self.size), interpolation=mode, antialias=True)
 
 
 def _convert_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
@@ -94,3 +100,33 @@ class Backbone:
 
     def __repr__(self) -> str:
         return f"Backbone({self.name!r}, feature_dim={self.feature_dim}, fingerprint={self.fingerprint[:12]})"
+
+
+def approximate_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """Multiply-adds of the convolutions and linear layers in one forward pass of one input.
+
+    Counted with forward hooks on a zero input of ``input_shape`` (without the batch dimension).
+    For deciding thread counts or balancing work this is enough, and it is instant; torch's
+    FlopCounterMode (what :mod:`reusespec.complexity` reports) costs about 0.8 s on first use in
+    a process, as it imports torch's tracing machinery.
+    """
+    total = 0
+
+    def count(module: nn.Module, inputs: Any, output: Any) -> None:
+        nonlocal total
+        weight = module.weight
+        if isinstance(output, torch.Tensor) and isinstance(weight, torch.Tensor):
+            total += output.numel() * (weight.numel() // weight.shape[0])
+
+    layers = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, layers)]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape))
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    return total

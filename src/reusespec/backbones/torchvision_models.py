@@ -68,23 +68,28 @@ def input_spec_for(weights: WeightsEnum | None) -> InputSpec:
 def build_torchvision_classifier(
     model_name: str, weights: WeightsEnum | None, allow_download: bool
 ) -> nn.Module:
+    state = None
+    if weights is not None:
+        # Before building the model: a missing file then fails (or skips a spec) at once, instead
+        # of after initialising tens of millions of parameters.
+        path = weights_path(weights)
+        if not path.exists() and not allow_download:
+            raise MissingWeightsError(
+                f"weights {type(weights).__name__}.{weights.name} for torchvision:{model_name} are not on "
+                f"this machine: looked for {path}. Put the file there (it is torchvision's download of "
+                f"{weights.url}), or set TORCH_HOME to the folder whose hub/checkpoints holds it, or pass "
+                "--reuse-allow-download (allow_download=True) to let torchvision download it."
+            )
+        state = (
+            load_torchvision_file(path)
+            if path.exists()
+            else weights.get_state_dict(progress=True, check_hash=True)
+        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # a random init that is the same on every run, so caches stay valid
         model = torchvision.models.get_model(model_name, weights=None)
-    if weights is None:
+    if weights is None or state is None:
         return model
-    path = weights_path(weights)
-    if path.exists():
-        state = load_torchvision_file(path)
-    elif allow_download:
-        state = weights.get_state_dict(progress=True, check_hash=True)
-    else:
-        raise MissingWeightsError(
-            f"weights {type(weights).__name__}.{weights.name} for torchvision:{model_name} are not on this "
-            f"machine: looked for {path}. Put the file there (it is torchvision's download of "
-            f"{weights.url}), or set TORCH_HOME to the folder whose hub/checkpoints holds it, or pass "
-            "--reuse-allow-download (allow_download=True) to let torchvision download it."
-        )
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -22,7 +22,7 @@ from filelock import FileLock
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from reusespec.backbones.base import Backbone, InputSpec
+from reusespec.backbones.base import Backbone, InputSpec, approximate_macs
 from reusespec.backbones.convert import classifier_to_backbone
 from reusespec.errors import UnknownBackboneError
 from reusespec.hashing import digest
@@ -109,6 +109,14 @@ def recipe_for(name: str) -> ZooRecipe:
         raise UnknownBackboneError(
             f"unknown zoo backbone 'zoo:{name}'; the demo zoo has {', '.join(zoo_names())}"
         ) from None
+
+
+def pretraining_cost(name: str) -> int:
+    """Relative cost of pretraining a zoo backbone: epochs x multiply-adds per image."""
+    recipe = recipe_for(name)
+    return recipe.epochs * approximate_macs(
+        ARCHITECTURES[recipe.architecture](), (MNIST_INPUT.channels, *MNIST_INPUT.size)
+    )
 
 
 def checkpoint_path(name: str, cache_dir: Path) -> Path:
