@@ -634,3 +634,41 @@ def test_a_writable_cache_does_not_warn(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         FeatureCache(tmp_path).get_or_compute(KEY, lambda: np.zeros(2))
+
+
+# --- memory layout --------------------------------------------------------------------------------
+
+
+class ViewsAfterConv(nn.Module):
+    """A conv net written for the default layout: ``view`` fails on a channels_last activation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(1, 2, 3, stride=4)
+        self.linear = nn.Linear(2 * 7 * 7, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(torch.relu(self.conv(x)).view(len(x), -1))
+
+
+def test_conv_nets_extract_in_channels_last_and_get_their_layout_back() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    torch.manual_seed(0)
+    backbone = Backbone("conv", model.eval(), 4, tiny_backbone().input_spec, fingerprint="conv")
+    split = digits_split(40)
+    features = extract_features(backbone, split, batch_size=16)
+    assert all(p.is_contiguous() for p in model.parameters())  # a later fine-tune sees the same model
+    with torch.inference_mode():
+        expected = model(backbone.prepare(split.load(np.arange(40)))).numpy()
+    assert np.allclose(features, expected, atol=1e-5)
+
+
+def test_a_model_that_needs_the_default_layout_still_extracts() -> None:
+    model = ViewsAfterConv()
+    backbone = Backbone("views", model.eval(), 6, tiny_backbone().input_spec, fingerprint="views")
+    split = digits_split(20)
+    features = extract_features(backbone, split, batch_size=8)
+    with torch.inference_mode():
+        expected = model(backbone.prepare(split.load(np.arange(20)))).numpy()
+    assert np.allclose(features, expected, atol=1e-5)

@@ -265,3 +265,15 @@ def test_collecting_specs_does_not_import_torch(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 test collected" in done.stdout
+
+
+def test_report_environment_names_the_versions_without_importing_torch() -> None:
+    code = (
+        "import json, sys\n"
+        "from reusespec.report import environment\n"
+        "env = environment()\n"
+        "print(json.dumps([env['torch'], env['torchvision'], 'torch' in sys.modules]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [torch.__version__, torchvision.__version__, False]

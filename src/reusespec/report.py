@@ -44,23 +44,54 @@ class SpecOutcome:
 
 
 def environment(extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Versions and platform, for the report's reproducibility record."""
-    import torch
-    import torchvision
+    """Versions and platform, for the report's reproducibility record.
 
+    Versions come from the installed packages' metadata: importing torch and torchvision only
+    to read them would cost an xdist controller, which runs no spec, seconds at the end of a
+    run. The CUDA fields need torch itself, so they are filled where it is loaded already (a
+    serial run) and null on a controller (its workers may run on other hosts anyway).
+    """
     from reusespec import __version__
 
+    torch = sys.modules.get("torch")
     env: dict[str, Any] = {
         "reusespec": __version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "cuda_available": torch.cuda.is_available(),
-        "cuda_devices": torch.cuda.device_count(),
+        "torch": _version("torch"),
+        "torchvision": _version("torchvision"),
+        "cuda_available": None if torch is None else torch.cuda.is_available(),
+        "cuda_devices": None if torch is None else torch.cuda.device_count(),
     }
     env.update(extra or {})
     return env
+
+
+def _version(package: str) -> str | None:
+    """``package.__version__`` without importing the package where it is not loaded yet.
+
+    torch and torchvision write it to ``<package>/version.py`` with the build's local tag
+    (``2.14.1+cu130``), which the distribution's metadata may leave out; read from there so a
+    controller and a serial run report the same string.
+    """
+    import re
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    module = sys.modules.get(package)
+    if module is not None and hasattr(module, "__version__"):
+        return str(module.__version__)
+    try:
+        dist = distribution(package)
+    except PackageNotFoundError:
+        return None
+    version_file = dist.locate_file(f"{package}/version.py")
+    try:
+        found = re.search(
+            r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", Path(str(version_file)).read_text(), re.M
+        )
+    except OSError:
+        found = None
+    return found.group(1) if found else dist.version
 
 
 def build_report(outcomes: list[SpecOutcome], env: dict[str, Any]) -> dict[str, Any]:
