@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 
@@ -52,34 +51,37 @@ def test_timings_merge_and_a_bad_file_is_ignored(tmp_path: Path) -> None:
 
 
 SPECS = """
-    import time
-
     import pytest
 
 
-    @pytest.mark.parametrize("seconds", [0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 1.0, 1.2])
-    def test_sleep(reuse, seconds, worker_id):
-        with open("order.log", "a") as log:
-            log.write(f"{seconds}\\n")
-        time.sleep(seconds)
+    @pytest.mark.parametrize("name", ["a", "b", "c", "d", "e", "f", "long1", "long2"])
+    def test_spec(reuse, name, worker_id):
+        with open(f"order-{worker_id}.log", "a") as log:
+            log.write(f"{name}\\n")
 """
 
 
-def test_a_second_parallel_run_starts_with_the_longest_specs(
+def test_a_parallel_run_starts_each_worker_on_one_of_the_longest_specs(
     pytester: pytest.Pytester, tmp_path: Path
 ) -> None:
-    pytester.makepyfile(test_sleepy=textwrap.dedent(SPECS))
+    pytester.makepyfile(test_specs=textwrap.dedent(SPECS))
     cache = tmp_path / "cache"
     args = ("-n", "2", "--reuse-cache-dir", str(cache), "-p", "no:cacheprovider")
     pytester.runpytest_subprocess(*args).assert_outcomes(passed=8)
-    timings = json.loads((cache / TIMINGS_FILE).read_text())["seconds"]
-    assert timings["test_sleepy.py::test_sleep[1.2]"] >= 1.2 > timings["test_sleepy.py::test_sleep[0.01]"]
+    saved = read_timings(cache)
+    assert {k.rsplit("::", 1)[1] for k in saved} == {f"test_spec[{n}]" for n in "abcdef"} | {
+        "test_spec[long1]",
+        "test_spec[long2]",
+    }
+    assert all(seconds >= 0 for seconds in saved.values())
 
-    (pytester.path / "order.log").unlink()
+    # As if the last two had taken long: collection order puts them last, xdist would start with a-d.
+    write_timings(cache, {k: (9.0 if "long" in k else 0.01) for k in saved})
+    for log in pytester.path.glob("order-*.log"):
+        log.unlink()
     pytester.runpytest_subprocess(*args).assert_outcomes(passed=8)
-    started = (pytester.path / "order.log").read_text().split()
-    # Collection order puts them last; from the saved timings the two long ones start at once.
-    assert sorted(started[:2]) == ["1.0", "1.2"], started
+    first = {log.name: log.read_text().split()[0] for log in pytester.path.glob("order-*.log")}
+    assert sorted(first.values()) == ["long1", "long2"], first
 
 
 def test_the_zoo_is_shared_out_longest_first_and_completely() -> None:
