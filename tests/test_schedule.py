@@ -119,3 +119,20 @@ def test_timings_match_ids_relative_to_another_root() -> None:
     ids = ["repo/specs/test_a.py::t", "test_b.py::u[x/y]", "b/test_b.py::u[x/y]", "test_c.py::v"]
     assert matched(ids, timings) == {ids[0]: 2.0, ids[1]: 1.0, ids[2]: 1.0}
     assert matched(["test_a.py::t"], timings) == {"test_a.py::t": 2.0}
+
+
+def test_checkpoints_already_in_the_cache_are_not_shared_out(tmp_path: Path) -> None:
+    from reusespec.backbones.zoo import checkpoint_path
+    from reusespec.plugin_xdist import zoo_share
+
+    class Item:
+        function = staticmethod(lambda reuse: reuse.zoo())
+
+        def get_closest_marker(self, name: str) -> None:
+            return None
+
+    built = checkpoint_path("digits-cnn-wide", tmp_path)
+    built.parent.mkdir(parents=True)
+    built.touch()
+    shares = [zoo_share([Item()], w, 2, tmp_path) for w in range(2)]  # type: ignore[list-item]
+    assert sorted(shares[0] + shares[1]) == sorted(f"zoo:{n}" for n in ZOO if n != "digits-cnn-wide")

@@ -26,7 +26,7 @@ _EXPORTS = {
     "ProbeResult": "reusespec.results",
     "ScoreRecord": "reusespec.results",
     "Reuse": "reusespec.session",
-    "ReuseConfig": "reusespec.session",
+    "ReuseConfig": "reusespec.config",
     "ReuseSession": "reusespec.session",
     "Split": "reusespec.tasks.base",
     "Task": "reusespec.tasks.base",
@@ -69,6 +69,7 @@ def __getattr__(name: str) -> Any:
 if TYPE_CHECKING:
     from reusespec.backbones.base import Backbone, InputSpec
     from reusespec.backbones.registry import register_scheme, resolve_backbone
+    from reusespec.config import ReuseConfig
     from reusespec.errors import (
         CheckpointError,
         MissingDatasetError,
@@ -78,6 +79,6 @@ if TYPE_CHECKING:
         UnsafeCheckpointError,
     )
     from reusespec.results import Metric, ProbeResult, ScoreRecord
-    from reusespec.session import Reuse, ReuseConfig, ReuseSession
+    from reusespec.session import Reuse, ReuseSession
     from reusespec.tasks.base import Split, Task
     from reusespec.tasks.registry import load_task

@@ -89,9 +89,7 @@ def unpack(array: np.ndarray, meta: dict[str, Any], device: torch.device) -> Pro
     return ProbeFit(head, float(meta["l2"]), float(meta["val_accuracy"]), sweep)
 
 
-def cached_fit(
-    cache: FeatureCache, key: str, fit: Callable[[], ProbeFit], device: torch.device
-) -> tuple[ProbeFit, bool]:
+def cached_fit(cache: FeatureCache, key: str, fit: Callable[[], ProbeFit], device: torch.device) -> ProbeFit:
     """The head stored under ``key``, or ``fit()`` run once (under the key's lock) and stored."""
     fitted: list[ProbeFit] = []
 
@@ -99,7 +97,7 @@ def cached_fit(
         fitted.append(fit())
         return pack(fitted[0])
 
-    array, meta, hit = cache.get_or_compute_entry(key, compute)
+    array, meta, _ = cache.get_or_compute_entry(key, compute)
     if fitted:  # computed here: return the head itself, not its round trip through float64
-        return fitted[0], False
-    return unpack(array, meta, device), hit
+        return fitted[0]
+    return unpack(array, meta, device)

@@ -39,9 +39,11 @@ Counting
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import textwrap
 from collections.abc import Generator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -71,9 +73,8 @@ def backbones_in_source(function: Any, schemes: frozenset[str] | None = None) ->
     Decorators are left out: their parametrize values are read from the item's parameters, and
     reading them here would give every parametrized case the first value.
     """
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
-    except (OSError, TypeError, SyntaxError):  # no source (built in, generated, a notebook)
+    tree = _parsed_source(function)
+    if tree is None:
         return []
     definition = tree.body[0] if tree.body else None
     if not isinstance(definition, ast.FunctionDef | ast.AsyncFunctionDef):
@@ -92,6 +93,15 @@ def backbones_in_source(function: Any, schemes: frozenset[str] | None = None) ->
             if isinstance(node, ast.expr) and isinstance(value, str) and is_backbone_string(value, schemes):
                 found.append((node.lineno, node.col_offset, value))
     return [value for _, _, value in sorted(found)]
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_source(function: Any) -> ast.Module | None:
+    """A function's source, parsed once (grouping and the zoo's share both read it)."""
+    try:
+        return ast.parse(textwrap.dedent(inspect.getsource(function)))
+    except (OSError, TypeError, SyntaxError):  # no source (built in, generated, a notebook)
+        return None
 
 
 def _docstring_node(definition: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.Constant | None:
@@ -224,10 +234,13 @@ class XdistSupport:
             from reusespec.plugin import REUSE_FIXTURES
 
             specs = [i for i in session.items if REUSE_FIXTURES.intersection(getattr(i, "fixturenames", ()))]
+            from reusespec.plugin import _plugin
+
             index = int(str(workerinput["workerid"]).removeprefix("gw"))
-            share = zoo_share(specs, index, int(workerinput["workercount"]))
+            cache_dir = _plugin(self.config).settings.cache_dir
+            share = zoo_share(specs, index, int(workerinput["workercount"]), cache_dir)
             if share:
-                build_zoo_share(self.config, share)
+                build_zoo_share(share, cache_dir)
         return (yield)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -275,25 +288,27 @@ def zoo_backbones_used(items: list[pytest.Item]) -> list[str]:
 
 def _calls_zoo(function: Any) -> bool:
     """Whether a spec's body calls ``<something>.zoo()``, which lists every zoo backbone."""
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
-    except (OSError, TypeError, SyntaxError):
-        return False
-    return any(
+    tree = _parsed_source(function)
+    return tree is not None and any(
         isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "zoo"
         for node in ast.walk(tree)
     )
 
 
-def zoo_share(items: list[pytest.Item], worker_index: int, worker_count: int) -> list[str]:
-    """This worker's share of the zoo checkpoints the specs use.
+def zoo_share(
+    items: list[pytest.Item], worker_index: int, worker_count: int, cache_dir: Path | None = None
+) -> list[str]:
+    """This worker's share of the zoo checkpoints the specs use (those missing from ``cache_dir``).
 
     Longest processing time first: the most expensive checkpoint goes to the least loaded worker,
     with the same answer on every worker (the loads are estimates, the order is deterministic).
     """
-    from reusespec.backbones.zoo import pretraining_cost
+    from reusespec.backbones.zoo import checkpoint_path, pretraining_cost
 
-    costs = {name: pretraining_cost(name.removeprefix("zoo:")) for name in zoo_backbones_used(items)}
+    used = [name.removeprefix("zoo:") for name in zoo_backbones_used(items)]
+    if cache_dir is not None:  # a warm cache: nothing to share out, and no cost to estimate
+        used = [name for name in used if not checkpoint_path(name, cache_dir).exists()]
+    costs = {f"zoo:{name}": pretraining_cost(name) for name in used}
     loads = [0] * worker_count
     shares: list[list[str]] = [[] for _ in range(worker_count)]
     for name in sorted(costs, key=lambda n: -costs[n]):  # stable: ties keep the zoo's order
@@ -303,12 +318,10 @@ def zoo_share(items: list[pytest.Item], worker_index: int, worker_count: int) ->
     return shares[worker_index] if worker_index < worker_count else []
 
 
-def build_zoo_share(config: pytest.Config, share: list[str]) -> None:
+def build_zoo_share(share: list[str], cache_dir: Path) -> None:
     """Train the missing checkpoints of ``share``; a failure is left for the spec that needs it to report."""
     from reusespec.backbones.zoo import ensure_checkpoint
-    from reusespec.plugin import _plugin
 
-    cache_dir = _plugin(config).settings.cache_dir
     for name in share:
         try:
             ensure_checkpoint(name.removeprefix("zoo:"), cache_dir)

@@ -23,14 +23,15 @@ Two solvers run that protocol (:func:`_run_protocol` is shared):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+import math
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import torch
+
+from reusespec.devices import single_thread_below
 
 DEFAULT_GRID = tuple(float(x) for x in np.logspace(-6, 2, 9))
 
@@ -357,21 +358,6 @@ class _TorchSolver:
 #   fit took 0.98 s and 4.85 s. On an idle machine 2 threads would save up to half a large fit.
 
 
-@contextmanager
-def _threads_for(device: torch.device | str) -> Iterator[None]:
-    if torch.device(device).type != "cpu":
-        yield
-        return
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    with ExitStack() as stack:
-        stack.enter_context(threadpool_limits(limits=1))
-        torch.set_num_threads(1)
-        stack.callback(torch.set_num_threads, before)
-        yield
-
-
 # ---------------------------------------------------------------------------------------------
 # The entry point
 
@@ -435,7 +421,7 @@ def _fit_probe(
         raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     if len(np.unique(np.asarray(train_y))) < 2:
         raise ValueError("the training split has fewer than two classes; a probe needs at least two")
-    with _threads_for(device):
+    with single_thread_below(0.0, math.inf, device):  # every CPU fit (see above)
         if use_torch:
             tensors = [_as_tensor(x, dtype, device) for x in (train_x, val_x)]
             labels = [

@@ -143,7 +143,7 @@ class ReuseSession:
             return fitted
 
         key = head_key(backbone, task.train, task.val, task.num_classes, l2_grid, self.device)
-        return cached_fit(self.head_cache, key, fit, self.device)[0]
+        return cached_fit(self.head_cache, key, fit, self.device)
 
     def reuse(self, sink: list[ScoreRecord] | None = None) -> Reuse:
         return Reuse(self, sink)
