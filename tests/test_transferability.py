@@ -411,3 +411,33 @@ def test_rank_agreement_uses_common_backbones_only() -> None:
     assert result.models == ("a", "b")
     with pytest.raises(ValueError, match="at least 2 backbones"):
         rank_agreement({"a": 1.0, "z": 2.0}, ACCURACIES)
+
+
+def _svd_only(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The spectrum by the thin SVD alone (what _thin_svd does for wide or ill-conditioned input)."""
+    u, s, _ = linalg.svd(features, full_matrices=False)
+    keep = s > s.max() * max(features.shape) * np.finfo(np.float64).eps
+    return u[:, keep], s[keep] ** 2
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**16), width=st.integers(1, 12), duplicate=st.booleans())
+def test_the_gram_route_for_tall_features_gives_the_svds_scores(
+    seed: int, width: int, duplicate: bool
+) -> None:
+    from reusespec import transferability
+
+    rng = np.random.default_rng(seed)
+    features = np.maximum(rng.normal(size=(120, width)) @ rng.normal(size=(width, width)), 0) + 0.1
+    if duplicate:  # rank-deficient: the Gram route must hand over to the SVD
+        features = np.hstack([features, features[:, :1]])
+    labels = rng.integers(0, 3, 120)
+    labels[:3] = [0, 1, 2]
+    assert (transferability._gram_spectrum(features) is None) == duplicate  # which route is taken
+    u, sigma = transferability._thin_svd(features)
+    u_svd, sigma_svd = _svd_only(features)
+    assert sigma.shape == sigma_svd.shape  # the same rank
+    assert np.allclose(np.sort(sigma), np.sort(sigma_svd), rtol=1e-8)
+    y = (labels == 1).astype(float)  # the projections LogME uses agree, whatever the basis order
+    assert np.allclose(np.sort((u.T @ y) ** 2), np.sort((u_svd.T @ y) ** 2), atol=1e-9)
+    assert np.allclose(u @ u.T, u_svd @ u_svd.T, atol=1e-8)  # the same column space
