@@ -66,7 +66,7 @@ def extract_features(
 def _channels_last(model: torch.nn.Module) -> Iterator[torch.memory_format]:
     """Run a 2-D conv net in channels_last for the extraction, then give its weights back as they were.
 
-    Measured on the demo's digits CNN on one CPU thread: 25,000 images/s against 11,500 in the
+    Measured on the demo's digits CNN on one CPU thread: 21,000 images/s against 11,000 in the
     default layout (docs/benchmarks.md, extraction table); on GPUs it is the layout tensor-core
     convolutions prefer (PyTorch's guidance; no GPU measured here). The
     weights' values do not change, only their layout, and it is restored afterwards, so a
