@@ -427,6 +427,13 @@ def test_an_unwritable_cache_directory_falls_back_with_a_warning(
     assert hit and np.array_equal(again, array)
 
 
+def test_the_fallback_warning_says_what_the_cache_holds(tmp_path: Path, private_tmpdir: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.warns(CacheFallbackWarning, match="new probe heads are cached in"):
+        FeatureCache(blocker / "heads", contents="probe heads").get_or_compute(KEY, lambda: np.zeros(3))
+
+
 def test_no_writable_directory_at_all_is_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

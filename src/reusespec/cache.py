@@ -58,9 +58,10 @@ class CacheStats:
 class FeatureCache:
     """Arrays on disk keyed by a content digest."""
 
-    def __init__(self, root: str | Path, verify: bool = True) -> None:
+    def __init__(self, root: str | Path, verify: bool = True, contents: str = "features") -> None:
         self.root = Path(root)
         self.verify = verify
+        self.contents = contents  # what the entries hold, for messages ("features", "probe heads")
         self.stats = CacheStats()
         self._write_root: Path | None = None  # decided on the first write: root, or a fallback
 
@@ -186,7 +187,7 @@ class FeatureCache:
         except OSError as exc:
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
-            raise _write_error(exc, root, array.nbytes) from exc
+            raise _write_error(exc, root, array.nbytes, self.contents) from exc
         finally:
             if staging is not None and staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
@@ -228,12 +229,12 @@ class FeatureCache:
             _check_writable(fallback)
         except OSError as exc:
             raise CacheError(
-                f"the feature cache directory {self.root} is not writable ({problem}), and neither is the "
+                f"the cache directory {self.root} is not writable ({problem}), and neither is the "
                 f"fallback {fallback} ({exc.strerror or exc}); {_FIX}"
             ) from exc
         warnings.warn(
-            f"the feature cache directory {self.root} is not writable ({problem}): its entries are still "
-            f"read, but new features are cached in {fallback} instead, which the system may clear. To keep "
+            f"the cache directory {self.root} is not writable ({problem}): its entries are still read, "
+            f"but new {self.contents} are cached in {fallback} instead, which the system may clear. To keep "
             f"them, make {self.root} writable or {_FIX}.",
             CacheFallbackWarning,
             stacklevel=4,
@@ -272,13 +273,13 @@ def _write_npy(f: BinaryIO, array: np.ndarray) -> None:
     f.write(array.reshape(-1).view(np.uint8).data)
 
 
-def _write_error(exc: OSError, root: Path, nbytes: int) -> CacheError:
+def _write_error(exc: OSError, root: Path, nbytes: int, contents: str) -> CacheError:
     if exc.errno in _FULL_DISK:
         return CacheError(
             exc.errno,
-            f"the feature cache directory {root} is full ({exc.strerror}) while storing "
-            f"{nbytes / 1e6:.1f} MB of features; nothing partial was left behind. Free space there "
+            f"the cache directory {root} is full ({exc.strerror}) while storing "
+            f"{nbytes / 1e6:.1f} MB of {contents}; nothing partial was left behind. Free space there "
             f"(old entries under {root / 'entries'} can be deleted at any time) or {_FIX}.",
         )
-    message = f"cannot store features in the cache directory {root}: {exc}. Check it, or {_FIX}."
+    message = f"cannot store {contents} in the cache directory {root}: {exc}. Check it, or {_FIX}."
     return CacheError(exc.errno, message) if exc.errno is not None else CacheError(message)

@@ -47,7 +47,7 @@ class ReuseSession:
         self.config = config or ReuseConfig()
         self.worker_id = worker_id
         self.feature_cache = FeatureCache(self.config.cache_dir / "features")
-        self.head_cache = FeatureCache(self.config.cache_dir / "heads")
+        self.head_cache = FeatureCache(self.config.cache_dir / "heads", contents="probe heads")
         self.extractions = 0
         self._backbones: dict[str, Backbone] = {}
         self._tasks: dict[tuple[str, int], Task] = {}
