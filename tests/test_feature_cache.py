@@ -246,7 +246,7 @@ def test_a_staging_directory_left_behind_is_never_read(tmp_path: Path) -> None:
 
 CHILD = textwrap.dedent(
     """
-    import hashlib, json, os, sys, time
+    import hashlib, json, os, sys, threading, time
     from pathlib import Path
 
     import numpy as np
@@ -270,16 +270,16 @@ CHILD = textwrap.dedent(
                 log.write(f"{os.getpid()}\\n")
             if mode == "block-compute":
                 Path(marker).touch()
-                time.sleep(600)  # killed here
-            if mode == "race":
-                time.sleep(0.3)  # hold the key a moment, so the other racers queue on its lock
+                threading.Event().wait()  # killed here
+            if mode == "race":  # hold the key until every racer has asked for its first key and queues
+                wait_for(lambda: len(list(Path(log_dir).glob("asked-*"))) >= int(os.environ["RACERS"]))
             return expected(key)
         return compute
 
     if mode == "block-write":
         def fsync(fd):  # the entry's data is written; stop before it is renamed into place
             Path(marker).touch()
-            time.sleep(600)  # killed here
+            threading.Event().wait()  # killed here
         os.fsync = fsync
     if mode == "race":  # a start line: every racer asks for its keys at the same moment
         ready = Path(marker)
@@ -291,6 +291,8 @@ CHILD = textwrap.dedent(
     cache = FeatureCache(root)
     results = {}
     for key in keys.split(","):
+        if mode == "race" and not results:
+            (Path(log_dir) / f"asked-{os.getpid()}").touch()
         array, hit = cache.get_or_compute(key, compute_for(key))
         results[key] = {"hit": hit, "equal": bool(np.array_equal(array, expected(key)))}
     print(json.dumps(results))
