@@ -16,7 +16,6 @@ from reusespec.devices import (
     device_for_worker,
     select_device,
     threads_per_worker,
-    visible_device_count,
     worker_index,
 )
 
@@ -62,58 +61,6 @@ def test_the_controller_or_a_serial_run_uses_the_first_gpu(count: int) -> None:
 def test_a_malformed_worker_id_is_an_error(bad: str) -> None:
     with pytest.raises(ValueError, match="gw<number>"):
         worker_index(bad)
-
-
-@FEW
-@given(physical=st.integers(min_value=0, max_value=16))
-def test_unset_cuda_visible_devices_shows_every_gpu(physical: int) -> None:
-    assert visible_device_count({}, physical) == physical
-    assert visible_device_count({"OTHER": "1"}, physical) == physical
-
-
-@FEW
-@given(physical=st.integers(min_value=0, max_value=16))
-def test_empty_or_negative_cuda_visible_devices_hides_every_gpu(physical: int) -> None:
-    assert visible_device_count({"CUDA_VISIBLE_DEVICES": ""}, physical) == 0
-    assert visible_device_count({"CUDA_VISIBLE_DEVICES": "-1"}, physical) == 0
-
-
-@FEW
-@given(data=st.data(), physical=st.integers(min_value=1, max_value=16))
-def test_a_list_of_existing_gpus_shows_exactly_those(data: st.DataObject, physical: int) -> None:
-    chosen = data.draw(st.lists(st.integers(0, physical - 1), min_size=1, max_size=physical, unique=True))
-    value = ",".join(map(str, chosen))
-    assert visible_device_count({"CUDA_VISIBLE_DEVICES": value}, physical) == len(chosen)
-    # Spaces around entries are allowed, as by the CUDA runtime.
-    spaced = " , ".join(map(str, chosen))
-    assert visible_device_count({"CUDA_VISIBLE_DEVICES": spaced}, physical) == len(chosen)
-
-
-@FEW
-@given(data=st.data(), physical=st.integers(min_value=1, max_value=8))
-def test_the_list_ends_at_the_first_gpu_the_machine_lacks(data: st.DataObject, physical: int) -> None:
-    present = data.draw(st.lists(st.integers(0, physical - 1), max_size=physical, unique=True))
-    missing = data.draw(st.integers(physical, physical + 8))
-    after = [i for i in range(physical) if i not in present][:1]
-    value = ",".join(map(str, [*present, missing, *after]))
-    assert visible_device_count({"CUDA_VISIBLE_DEVICES": value}, physical) == len(present)
-
-
-@FEW
-@given(data=st.data(), physical=st.integers(min_value=1, max_value=8))
-def test_a_repeated_gpu_hides_every_gpu(data: st.DataObject, physical: int) -> None:
-    chosen = data.draw(st.lists(st.integers(0, physical - 1), min_size=1, max_size=physical, unique=True))
-    repeated = data.draw(st.sampled_from(chosen))
-    value = ",".join(map(str, [*chosen, repeated]))
-    assert visible_device_count({"CUDA_VISIBLE_DEVICES": value}, physical) == 0
-
-
-@FEW
-@given(uuids=st.lists(st.uuids().map(lambda u: f"GPU-{u}"), min_size=1, max_size=6, unique=True))
-def test_gpu_uuids_are_counted_up_to_the_gpus_present(uuids: list[str]) -> None:
-    value = ",".join(uuids)
-    assert visible_device_count({"CUDA_VISIBLE_DEVICES": value}, 16) == len(uuids)
-    assert visible_device_count({"CUDA_VISIBLE_DEVICES": value}, 2) == min(2, len(uuids))
 
 
 @FEW

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from reusespec.pictures import matrix_from_report
+from reusespec.reporting.pictures import matrix_from_report
 
 BACKBONES = ["zoo:digits-cnn", "zoo:digits-cnn-random"]
 TASKS = ["sklearn-digits?shots=10", "mnist5k:5-9?shots=10"]

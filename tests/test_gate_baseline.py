@@ -20,7 +20,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reusespec.baseline import (
+from reusespec.gate.baseline import (
     Tolerance,
     check_run_compatible,
     check_spec_compatible,
@@ -122,10 +122,12 @@ def test_baseline_round_trip_and_ci_reports(pytester: pytest.Pytester, warm_cach
     assert "<svg" in html and "<link" not in html  # charts inline, styles inline
     assert re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", html) is None  # nothing fetched
     assert "Reproducibility receipt" in md
-    from reusespec.render import main as render
+    from reusespec.cli import main as reusespec_command
 
     again = pytester.path / "again.md"
-    assert render([str(report), "--markdown", str(again)]) == 0  # the same summary, from the JSON report
+    assert (
+        reusespec_command(["render", str(report), "--markdown", str(again)]) == 0
+    )  # the same summary, from the JSON report
     assert again.read_text() == md
 
     unchanged = pytester.runpytest(*common, "--reuse-baseline", str(baseline), "--reuse-report", str(report))

@@ -13,9 +13,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reusespec.across_seeds import aggregate_records, interval_for
 from reusespec.errors import ReuseSpecError
 from reusespec.results import ProbeResult, ScoreRecord
-from reusespec.seeding import aggregate_records, interval_for
 from reusespec.stats import seeds_ci
 
 
@@ -107,7 +107,7 @@ def test_seeded(reuse):
 def test_calibration_measures_spread_and_false_failures(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from reusespec.calibrate import main
+    from reusespec.cli import calibrate_main as main
 
     pytester.makepyfile(test_seeded=SEEDED)
     out = pytester.path / "calibration.json"

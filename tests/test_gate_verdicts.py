@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from reusespec.across_seeds import interval_for
 from reusespec.results import ProbeResult
-from reusespec.seeding import interval_for
 from reusespec.stats import Verdict, verdict
 
 CONFTEST = """

@@ -19,7 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from reusespec.pictures import (
+from reusespec.reporting.document import SpecOutcome, build_report
+from reusespec.reporting.pictures import (
     DPI,
     SeverityCurve,
     heatmap_figsize,
@@ -29,7 +30,6 @@ from reusespec.pictures import (
     severity_curves_png,
     write_pictures,
 )
-from reusespec.report import SpecOutcome, build_report
 from reusespec.results import ScoreRecord
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -273,6 +273,6 @@ def test_without_matplotlib_pictures_are_skipped_with_a_note(
 
 
 def test_importing_pictures_does_not_import_matplotlib() -> None:
-    code = "import sys, reusespec.pictures; print('matplotlib' in sys.modules)"
+    code = "import sys, reusespec.reporting.pictures; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

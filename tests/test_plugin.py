@@ -270,7 +270,7 @@ def test_collecting_specs_does_not_import_torch(tmp_path: Path) -> None:
 def test_report_environment_names_the_versions_without_importing_torch() -> None:
     code = (
         "import json, sys\n"
-        "from reusespec.report import environment\n"
+        "from reusespec.reporting.document import environment\n"
         "env = environment()\n"
         "print(json.dumps([env['torch'], env['torchvision'], 'torch' in sys.modules]))\n"
     )

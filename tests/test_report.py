@@ -1,4 +1,4 @@
-"""The report (reusespec.report) and the scores it is built from (reusespec.results.Metric)."""
+"""The report (reusespec.reporting.document) and the scores it is built from (reusespec.results.Score)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reusespec.report import (
+from reusespec.reporting.document import (
     COLUMNS,
     OUTCOMES,
     SCHEMA,
@@ -27,7 +27,7 @@ from reusespec.report import (
     table_rows,
     write_json_atomic,
 )
-from reusespec.results import Metric, ScoreRecord
+from reusespec.results import Score, ScoreRecord
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -43,12 +43,12 @@ def _record(value: float = 0.9, metric: str = "accuracy", **kwargs: Any) -> Scor
     return ScoreRecord("zoo:digits-cnn", "mnist5k:5-9", "head-only", metric, value, **kwargs)
 
 
-def _metric(value: float = 0.9) -> tuple[Metric, ScoreRecord]:
+def _metric(value: float = 0.9) -> tuple[Score, ScoreRecord]:
     record = _record(value)
-    return Metric(value, record), record
+    return Score(value, record), record
 
 
-# -- Metric: comparisons record threshold, operator and verdict --------------------------------
+# -- Score: comparisons record threshold, operator and verdict --------------------------------
 
 
 @pytest.mark.parametrize("op", OPS)
@@ -70,7 +70,7 @@ def test_each_comparison_records_threshold_operator_and_verdict(op: str, thresho
     ],
 )
 def test_a_threshold_on_the_left_is_recorded_from_the_metrics_side(
-    compare: Callable[[Metric], bool], recorded_op: str
+    compare: Callable[[Score], bool], recorded_op: str
 ) -> None:
     metric, record = _metric(0.9)
     assert compare(metric) is True
@@ -129,7 +129,7 @@ def test_a_metric_is_a_float_in_arithmetic_hashing_and_formatting() -> None:
 
 
 def test_a_metric_without_a_record_still_compares() -> None:
-    assert Metric(0.3) < 0.5 and not Metric(0.3) >= 0.5
+    assert Score(0.3) < 0.5 and not Score(0.3) >= 0.5
 
 
 def test_a_metric_pickles_as_a_plain_float() -> None:

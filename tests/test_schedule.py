@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reusespec.backbones.zoo import ZOO, pretraining_cost
-from reusespec.plugin_schedule import TIMINGS_FILE, longest_first, read_timings, write_timings
+from reusespec.pytest_plugin.schedule import TIMINGS_FILE, longest_first, read_timings, write_timings
 
 pytest.importorskip("xdist")
 
@@ -85,7 +85,7 @@ def test_a_parallel_run_starts_each_worker_on_one_of_the_longest_specs(
 
 
 def test_the_zoo_is_shared_out_longest_first_and_completely() -> None:
-    from reusespec.plugin_xdist import zoo_share
+    from reusespec.pytest_plugin.xdist import zoo_share
 
     class Item:  # what zoo_share reads of an item: markers, parameters, the function's source
         def __init__(self, function: object) -> None:
@@ -113,7 +113,7 @@ def test_the_zoo_is_shared_out_longest_first_and_completely() -> None:
 
 
 def test_timings_match_ids_relative_to_another_root() -> None:
-    from reusespec.plugin_schedule import matched
+    from reusespec.pytest_plugin.schedule import matched
 
     timings = {"specs/test_a.py::t": 2.0, "test_b.py::u[x/y]": 1.0}
     ids = ["repo/specs/test_a.py::t", "test_b.py::u[x/y]", "b/test_b.py::u[x/y]", "test_c.py::v"]
@@ -123,7 +123,7 @@ def test_timings_match_ids_relative_to_another_root() -> None:
 
 def test_checkpoints_already_in_the_cache_are_not_shared_out(tmp_path: Path) -> None:
     from reusespec.backbones.zoo import checkpoint_path
-    from reusespec.plugin_xdist import zoo_share
+    from reusespec.pytest_plugin.xdist import zoo_share
 
     class Item:
         function = staticmethod(lambda reuse: reuse.zoo())

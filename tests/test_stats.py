@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 
+from reusespec.gate.sequential import decide_with_seeds
 from reusespec.stats import (
     Interval,
     StatsError,
@@ -17,9 +18,7 @@ from reusespec.stats import (
     bootstrap_ci,
     combine_intervals,
     combined_ci,
-    decide_with_seeds,
     mcnemar,
-    metric_ci,
     paired_bootstrap,
     regression_check,
     seeds_ci,
@@ -155,28 +154,6 @@ def test_bootstrap_ci_rejects_bad_input(bad: list[object]) -> None:
 def test_bootstrap_interval_contains_estimate(values: list[float], confidence: float) -> None:
     ci = bootstrap_ci(values, confidence=confidence, n_resamples=200)
     assert ci.low <= ci.estimate <= ci.high
-
-
-def test_metric_ci_brackets_macro_f1() -> None:
-    from sklearn.metrics import f1_score
-
-    rng = np.random.default_rng(3)
-    y_true = rng.integers(0, 3, size=300)
-    y_pred = np.where(rng.random(300) < 0.75, y_true, rng.integers(0, 3, size=300))
-
-    def macro_f1(t: np.ndarray, p: np.ndarray) -> float:
-        return float(f1_score(t, p, average="macro"))
-
-    ci = metric_ci(y_true, y_pred, macro_f1, n_resamples=200)
-    assert ci.estimate == pytest.approx(macro_f1(y_true, y_pred))
-    assert ci.low < ci.estimate < ci.high
-    # Macro-F1 over ~300 examples is about as uncertain as an accuracy: a few points either side.
-    assert 0.03 < ci.width < 0.25
-
-
-def test_metric_ci_rejects_mismatched_lengths() -> None:
-    with pytest.raises(StatsError, match="same number of examples"):
-        metric_ci([0, 1, 1], [0, 1], lambda t, p: 0.0)
 
 
 def test_seeds_ci_matches_scipy_t_interval() -> None:

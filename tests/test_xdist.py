@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reusespec.plugin_xdist import group_name, is_backbone_string
+from reusespec.pytest_plugin.xdist import group_name, is_backbone_string
 
 pytest.importorskip("xdist")
 

@@ -1,6 +1,6 @@
 """Scores and results: what a spec computes and what the report shows.
 
-Every number a result exposes is a :class:`Metric`: a float that also remembers the last
+Every number a result exposes is a :class:`Score`: a float that also remembers the last
 threshold it was compared with. ``assert result.accuracy >= 0.85`` therefore leaves the
 threshold, the operator and the margin in the score's :class:`ScoreRecord`, and the report
 shows them without any extra code in the spec.
@@ -40,7 +40,7 @@ class ScoreRecord:
     ci_high: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     # (test labels, test predictions) of an accuracy score, for paired comparisons with a baseline
-    # (reusespec.baseline); kept in process only, left out of as_dict so reports stay small.
+    # (reusespec.gate.baseline); kept in process only, left out of as_dict so reports stay small.
     examples: tuple[Any, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -73,12 +73,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class Metric(float):
-    """A float that records the thresholds it is compared against in its ScoreRecord."""
+class Score(float):
+    """A float score that records the thresholds it is compared against in its ScoreRecord.
+
+    Called ``Metric`` before 0.2 (torchmetrics users read that as an object that computes);
+    ``reusespec.results.Metric`` still works, with a DeprecationWarning.
+    """
 
     record: ScoreRecord | None
 
-    def __new__(cls, value: float, record: ScoreRecord | None = None) -> Metric:
+    def __new__(cls, value: float, record: ScoreRecord | None = None) -> Score:
         obj = super().__new__(cls, value)
         obj.record = record
         return obj
@@ -113,7 +117,7 @@ class Metric(float):
         return (float, (float(self),))  # pickles as a plain float
 
 
-def _not_a_threshold(metric: Metric, other: object, op: str) -> str:
+def _not_a_threshold(metric: Score, other: object, op: str) -> str:
     """Why ``metric >= other`` cannot be a gate, and how to write it (a threshold read as text, None)."""
     name = metric.record.metric if metric.record is not None else "score"
     text = other.decode(errors="replace") if isinstance(other, bytes) else other
@@ -133,13 +137,13 @@ def _not_a_threshold(metric: Metric, other: object, op: str) -> str:
 
 
 class Result:
-    """Base of every result: builds its Metric attributes from ScoreRecords."""
+    """Base of every result: builds its Score attributes from ScoreRecords."""
 
     records: list[ScoreRecord]
 
-    def _metric(self, record: ScoreRecord) -> Metric:
+    def _metric(self, record: ScoreRecord) -> Score:
         self.records.append(record)
-        return Metric(record.value, record)
+        return Score(record.value, record)
 
     def _score(
         self,
@@ -152,7 +156,7 @@ class Result:
         seconds: float = 0.0,
         cache_hit: bool | None = None,
         extra: dict[str, Any] | None = None,
-    ) -> Metric:
+    ) -> Score:
         record = ScoreRecord(
             backbone, task, strategy, metric, float(value), seconds, cache_hit, extra=extra or {}
         )
@@ -163,7 +167,7 @@ class Result:
 
 
 def attach_accuracy_ci(record: ScoreRecord, labels: Any, predictions: Any, confidence: float = 0.95) -> None:
-    """Give an accuracy record its bootstrap interval over test examples (REFERENCE: statistics)."""
+    """Give an accuracy record its bootstrap interval over test examples (docs/reference.md, "Intervals")."""
     import numpy as np
 
     from reusespec.stats import bootstrap_ci
@@ -222,3 +226,14 @@ class ProbeResult(Result):
             f"ProbeResult({self.backbone} on {self.task}: accuracy={self.accuracy:.4f}, "
             f"macro_f1={self.macro_f1:.4f}{top5}, l2={self.l2:.0e}, n_test={self.sizes.get('test')})"
         )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Metric":
+        import warnings
+
+        warnings.warn(
+            "reusespec.results.Metric is now reusespec.results.Score", DeprecationWarning, stacklevel=2
+        )
+        return Score
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,11 +1,11 @@
 """Reports for CI: a Markdown summary and a self-contained HTML report of a run.
 
-Both are pure functions of the JSON report document (:func:`reusespec.report.build_report`,
+Both are pure functions of the JSON report document (:func:`reusespec.reporting.document.build_report`,
 extended by the release gate with each spec's ``gate`` results and the run's ``receipt``), so
 they can be written by the pytest plugin (``--reuse-markdown``, ``--reuse-html``) or later from
 a saved report::
 
-    python -m reusespec.render report.json --markdown summary.md --html report.html
+    reusespec render report.json --markdown summary.md --html report.html
 
 The Markdown is meant for ``$GITHUB_STEP_SUMMARY`` or a pull-request comment: one row per
 score with its interval, threshold, verdict and baseline difference, the reasons specs did not
@@ -16,23 +16,21 @@ and per spec a chart of its scores with intervals, thresholds, baseline values a
 
 from __future__ import annotations
 
-import argparse
 import html
 import io
-import json
-import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reusespec.reporting.numbers import format_number
 from reusespec.stats import Interval, StatsError, verdict
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["main", "render_html", "render_markdown", "score_rows", "write_text_atomic"]
+__all__ = ["render_html", "render_markdown", "score_rows", "write_text_atomic"]
 
 STATUS_MARK = {
     "passed": "✅",
@@ -71,18 +69,6 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is for others to read (CI artifacts)
     os.replace(tmp, path)
     return path
-
-
-def _number(value: Any) -> str:
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return "-"
-    if not math.isfinite(value):
-        return str(value)
-    if abs(value) >= 1e4:
-        return f"{value:,.0f}"
-    if abs(value) >= 100:
-        return f"{value:.1f}"
-    return f"{value:.4f}"
 
 
 def _short(nodeid: str) -> str:
@@ -132,14 +118,18 @@ def score_rows(document: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def _cells(row: Mapping[str, Any]) -> list[str]:
     s, c = row["score"], row["comparison"]
-    ci = f"[{_number(s['ci_low'])}, {_number(s['ci_high'])}]" if s.get("ci_low") is not None else "-"
-    threshold = f"{s['op']} {_number(s['threshold'])}" if s.get("threshold") is not None else "-"
+    ci = (
+        f"[{format_number(s['ci_low'])}, {format_number(s['ci_high'])}]"
+        if s.get("ci_low") is not None
+        else "-"
+    )
+    threshold = f"{s['op']} {format_number(s['threshold'])}" if s.get("threshold") is not None else "-"
     baseline = "-"
     delta = "-"
     if c is not None:
-        baseline = _number(c["baseline"]) + ("" if c["verdict"] == "pass" else f" ({c['verdict']})")
+        baseline = format_number(c["baseline"]) + ("" if c["verdict"] == "pass" else f" ({c['verdict']})")
         delta = f"{c['delta']:+.4f}" if abs(c["delta"]) < 100 else f"{c['delta']:+,.1f}"
-    value = _number(s["value"]) + (f" ({row['seeds']} seeds)" if row["seeds"] > 1 else "")
+    value = format_number(s["value"]) + (f" ({row['seeds']} seeds)" if row["seeds"] > 1 else "")
     return [
         STATUS_MARK.get(row["status"], ""),
         _short(row["nodeid"]),
@@ -266,7 +256,7 @@ def _e(value: Any) -> str:
 
 
 def _matrix_html(document: Mapping[str, Any]) -> str:
-    from reusespec.pictures import matrix_from_report, matrix_strategies
+    from reusespec.reporting.pictures import matrix_from_report, matrix_strategies
 
     parts = []
     for strategy in matrix_strategies(document):
@@ -404,7 +394,7 @@ def render_html(document: Mapping[str, Any], title: str = "reusespec report") ->
         status = gate.get("status") or spec.get("outcome", "")
         chart = spec_chart_svg(spec)
         charts_missing = charts_missing or chart is None
-        scores = "; ".join(f"{s['metric']} {_number(s['value'])}" for s in spec.get("scores", []))
+        scores = "; ".join(f"{s['metric']} {format_number(s['value'])}" for s in spec.get("scores", []))
         sections.append(
             f"<div class='spec'><h3>{STATUS_MARK.get(status, '')} {_e(spec['nodeid'])} ({_e(status)})</h3>"
             f"<p class='note'>{_e(scores)}</p>{chart or ''}</div>"
@@ -425,23 +415,3 @@ def render_html(document: Mapping[str, Any], title: str = "reusespec report") ->
         + "\n".join(sections)
         + "\n</body></html>\n"
     )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reusespec.render", description=__doc__.split("\n\n")[0])
-    parser.add_argument("report", type=Path, help="a JSON report written with --reuse-report")
-    parser.add_argument("--markdown", type=Path, help="write the Markdown summary here")
-    parser.add_argument("--html", type=Path, help="write the HTML report here")
-    args = parser.parse_args(argv)
-    document = json.loads(args.report.read_text())
-    if args.markdown is None and args.html is None:
-        print(render_markdown(document))
-    if args.markdown is not None:
-        write_text_atomic(args.markdown, render_markdown(document))
-    if args.html is not None:
-        write_text_atomic(args.html, render_html(document))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

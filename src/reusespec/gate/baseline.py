@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from reusespec.errors import ReuseSpecError
+from reusespec.errors import BaselineError
 from reusespec.hashing import array_digest
 from reusespec.stats import Interval, Verdict, mcnemar, paired_bootstrap, regression_check, verdict
 
@@ -63,10 +63,6 @@ __all__ = [
     "score_key",
     "stored_score",
 ]
-
-
-class BaselineError(ReuseSpecError, ValueError):
-    """A baseline file that cannot be read or used; the message says why and what to do."""
 
 
 # -- tolerances ------------------------------------------------------------------------------
@@ -476,7 +472,7 @@ class Baseline:
         }
 
     def save(self, path: str | Path) -> Path:
-        from reusespec.report import write_json_atomic
+        from reusespec.reporting.document import write_json_atomic
 
         return write_json_atomic(path, self.as_dict())
 

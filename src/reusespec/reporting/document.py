@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from reusespec.reporting.numbers import format_number
 from reusespec.results import ScoreRecord
 
 SCHEMA = "reusespec-report"
@@ -150,11 +151,11 @@ def table_rows(outcomes: list[SpecOutcome]) -> list[tuple[str, ...]]:
     for o in sorted(outcomes, key=lambda o: o.nodeid):
         name = o.nodeid.split("::", 1)[-1]
         for s in o.scores:
-            threshold = f"{s.op} {_number(s.threshold)}" if s.threshold is not None and s.op else "-"
-            margin = _number(s.margin, signed=True) if s.margin is not None else "-"
+            threshold = f"{s.op} {format_number(s.threshold)}" if s.threshold is not None and s.op else "-"
+            margin = format_number(s.margin, signed=True) if s.margin is not None else "-"
             cache = "-" if s.cache_hit is None else ("hit" if s.cache_hit else "miss")
             has_ci = s.ci_low is not None and s.ci_high is not None
-            ci = f"[{_number(s.ci_low or 0)}, {_number(s.ci_high or 0)}]" if has_ci else "-"
+            ci = f"[{format_number(s.ci_low or 0)}, {format_number(s.ci_high or 0)}]" if has_ci else "-"
             rows.append(
                 (
                     name,
@@ -162,7 +163,7 @@ def table_rows(outcomes: list[SpecOutcome]) -> list[tuple[str, ...]]:
                     s.task,
                     s.strategy,
                     s.metric,
-                    _number(s.value),
+                    format_number(s.value),
                     ci,
                     threshold,
                     margin,
@@ -189,16 +190,6 @@ def format_table(outcomes: list[SpecOutcome], max_width: int = 48) -> list[str]:
         ).rstrip()
 
     return [line(COLUMNS), line(tuple("-" * w for w in widths)), *(line(r) for r in rows)]
-
-
-def _number(value: float, signed: bool = False) -> str:
-    """Scores in [0, 1] with four decimals; counts and sizes readably."""
-    sign = "+" if signed else ""
-    if abs(value) >= 1e4:
-        return f"{value:{sign},.0f}"
-    if abs(value) >= 100:
-        return f"{value:{sign}.1f}"
-    return f"{value:{sign}.4f}"
 
 
 def _clip(text: str, width: int) -> str:

@@ -1,6 +1,6 @@
 """Pictures of a run: the backbone x task accuracy matrix and accuracy-versus-severity curves.
 
-Pure functions over the JSON report document (:func:`reusespec.report.build_report`), so the
+Pure functions over the JSON report document (:func:`reusespec.reporting.document.build_report`), so the
 pictures can be drawn by the pytest plugin right after it writes the report, or later from a
 saved report (``write_pictures(json.load(f), path)``). Where the numbers come from:
 

@@ -1,12 +1,12 @@
 """Calibrate thresholds: replay specs over N seeds and measure how their scores move.
 
-    python -m reusespec.calibrate reuse_specs/test_demo_transfer.py --seeds 20 --rate 0.05 \\
+    reusespec calibrate reuse_specs/test_demo_transfer.py --seeds 20 --rate 0.05 \\
         --out calibration.json [any other pytest options, e.g. --reuse-cache-dir DIR -n 4]
 
-(also installed as ``reusespec-calibrate``). The chosen specs run once per seed (``--reuse-seed``
-0..N-1, in this process, with interval verdicts on), on the current backbone, which is taken to
-be healthy. For every score the output gives its spread over the seeds (mean, standard
-deviation, min, max) and :func:`reusespec.stats.suggest_threshold`: a threshold that one rerun
+(the command is :mod:`reusespec.cli`; ``reusespec-calibrate`` is its older name). The chosen
+specs run once per seed (``--reuse-seed`` 0..N-1, in this process, with interval verdicts on),
+on the current backbone, which is taken to be healthy. For every score the output gives its
+spread over the seeds (mean, standard deviation, min, max) and :func:`reusespec.stats.suggest_threshold`: a threshold that one rerun
 of this backbone misses with probability ``--rate``. For every spec it gives the false-failure
 rate measured across the seeds, as plain asserts (any compared score on the wrong side of its
 threshold) and with confidence-aware verdicts (interval wholly on the wrong side), and how
@@ -15,19 +15,15 @@ often the interval verdict was inconclusive.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import statistics
-import tempfile
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-from reusespec.baseline import higher_is_better
+from reusespec.gate.baseline import higher_is_better
 from reusespec.stats import StatsError, suggest_threshold
 
-__all__ = ["calibrate", "main", "summarise"]
+__all__ = ["format_summary", "summarise"]
 
 
 def _score_id(score: Mapping[str, Any], occurrence: int) -> str:
@@ -94,45 +90,6 @@ def summarise(documents: Sequence[Mapping[str, Any]], rate: float) -> dict[str, 
     return {"rate": rate, "runs": len(documents), "specs": specs}
 
 
-def calibrate(
-    pytest_args: Sequence[str], seeds: int, rate: float, confidence: float = 0.95
-) -> dict[str, Any]:
-    """Run the specs selected by ``pytest_args`` once per seed 0..seeds-1; return :func:`summarise`."""
-    import pytest
-
-    documents = []
-    with tempfile.TemporaryDirectory(prefix="reusespec-calibrate-") as tmp:
-        for seed in range(seeds):
-            report = Path(tmp) / f"seed{seed}.json"
-            pytest.main(
-                [
-                    *pytest_args,
-                    "--reuse-seed",
-                    str(seed),
-                    "--reuse-verdicts",
-                    "interval",
-                    "--reuse-inconclusive",
-                    "warn",
-                    "--reuse-confidence",
-                    str(confidence),
-                    "--reuse-report",
-                    str(report),
-                    "-p",
-                    "no:cacheprovider",
-                    "-q",
-                ]
-            )
-            if not report.exists():
-                raise SystemExit(
-                    f"pytest wrote no report for seed {seed}: check the spec selection {pytest_args}"
-                )
-            documents.append(json.loads(report.read_text()))
-    summary = summarise(documents, rate)
-    summary["seeds"] = list(range(seeds))
-    summary["confidence"] = confidence
-    return summary
-
-
 def format_summary(summary: Mapping[str, Any]) -> list[str]:
     lines = [
         f"reusespec calibration over {summary['runs']} seeds, "
@@ -153,36 +110,3 @@ def format_summary(summary: Mapping[str, Any]) -> list[str]:
                 f"threshold {threshold}; suggested {suggestion}"
             )
     return lines
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="reusespec-calibrate",
-        description="Replay reuse specs over N seeds; report each score's spread and a suggested threshold.",
-        epilog="Other arguments (spec paths, -k, --reuse-cache-dir, -n) are passed to pytest.",
-    )
-    parser.add_argument("--seeds", type=int, default=20, help="number of seeds, 0..N-1 (default 20)")
-    parser.add_argument(
-        "--rate",
-        type=float,
-        default=0.05,
-        help="target false-failure rate of a suggested threshold (default 0.05)",
-    )
-    parser.add_argument("--confidence", type=float, default=0.95, help="confidence of the interval verdicts")
-    parser.add_argument("--out", type=Path, default=None, help="write the calibration as JSON here")
-    args, pytest_args = parser.parse_known_args(argv)
-    if args.seeds < 2:
-        parser.error("--seeds must be at least 2 to measure a spread")
-    summary = calibrate(pytest_args, args.seeds, args.rate, args.confidence)
-    for line in format_summary(summary):
-        print(line)
-    if args.out is not None:
-        from reusespec.report import write_json_atomic
-
-        write_json_atomic(args.out, summary)
-        print(f"calibration written to {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from reusespec.errors import ReuseSpecError
-from reusespec.results import Metric, Result, ScoreRecord
+from reusespec.results import Result, Score, ScoreRecord
 from reusespec.stats import Interval, bootstrap_ci, combined_ci, seeds_ci
 
 __all__ = ["SeededResult", "aggregate_records", "interval_for", "over_seeds", "record_key", "satisfies"]
@@ -161,7 +161,7 @@ def _aggregate(records: list[ScoreRecord], seeds: list[int], confidence: float) 
 class SeededResult(Result):
     """A result repeated over seeds: its scores are means, everything else is the first seed's.
 
-    ``result.accuracy`` is a :class:`~reusespec.results.Metric` of the mean accuracy whose record
+    ``result.accuracy`` is a :class:`~reusespec.results.Score` of the mean accuracy whose record
     holds the combined interval; ``result.per_seed`` keeps every seed's own result.
     """
 
@@ -176,10 +176,10 @@ class SeededResult(Result):
         if "per_seed" not in state:
             raise AttributeError(name)
         value = getattr(state["per_seed"][0], name)
-        if isinstance(value, Metric) and value.record is not None:
+        if isinstance(value, Score) and value.record is not None:
             aggregated = state["_aggregate_of"].get(id(value.record))
             if aggregated is not None:
-                return Metric(aggregated.value, aggregated)
+                return Score(aggregated.value, aggregated)
         return value
 
     def __repr__(self) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,7 @@ def read_timings(cache_dir: Path) -> dict[str, float]:
 
 def write_timings(cache_dir: Path, seconds: Mapping[str, float]) -> None:
     """Merge ``seconds`` into the saved timings (atomically; a failure to write is ignored)."""
-    from reusespec.report import write_json_atomic
+    from reusespec.reporting.document import write_json_atomic
 
     merged = {**read_timings(cache_dir), **seconds}
     with contextlib.suppress(OSError):  # a read-only cache: scheduling falls back to xdist's order
@@ -98,9 +98,10 @@ class TimingsRecorder:
     session fixture imports torch), which says nothing about that test.
     """
 
-    def __init__(self, config: pytest.Config, cache_dir: Path) -> None:
+    def __init__(self, config: pytest.Config, cache_dir: Path, ran_specs: Callable[[], bool]) -> None:
         self.config = config
         self.cache_dir = cache_dir
+        self.ran_specs = ran_specs
         self.seconds: dict[str, float] = {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -108,10 +109,8 @@ class TimingsRecorder:
             self.seconds[report.nodeid] = float(report.duration)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        from reusespec.plugin import _plugin
-
         # Only runs with reuse specs: a run of other tests leaves no cache directory behind.
-        if _plugin(self.config).outcomes and not self.config.option.collectonly:
+        if self.ran_specs() and not self.config.option.collectonly:
             write_timings(self.cache_dir, self.seconds)
 
     @pytest.hookimpl(optionalhook=True, tryfirst=True)  # before xdist's own (the first answer wins)
@@ -142,7 +141,7 @@ def make_longest_first_scheduling(config: pytest.Config, log: Any, timings: Mapp
     return LongestFirstScheduling(config, log)
 
 
-def register(config: pytest.Config, cache_dir: Path) -> None:
-    """Called from :func:`reusespec.plugin.pytest_configure` (not on xdist workers)."""
+def register(config: pytest.Config, cache_dir: Path, ran_specs: Callable[[], bool]) -> None:
+    """Called from ``pytest_configure`` (:mod:`reusespec.pytest_plugin`); not on xdist workers."""
     if not hasattr(config, "workerinput"):
-        config.pluginmanager.register(TimingsRecorder(config, cache_dir), PLUGIN_NAME)
+        config.pluginmanager.register(TimingsRecorder(config, cache_dir, ran_specs), PLUGIN_NAME)

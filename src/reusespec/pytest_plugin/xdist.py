@@ -42,11 +42,14 @@ import ast
 import functools
 import inspect
 import textwrap
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from reusespec.errors import MarkerError
+from reusespec.pytest_plugin.specs import is_reuse_spec
 
 MARKER = "reuse_backbone"
 WORKER_OUTPUT_KEY = "reusespec_extractions"
@@ -110,10 +113,6 @@ def _docstring_node(definition: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.C
     if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
         return first.value if isinstance(first.value.value, str) else None
     return None
-
-
-class MarkerError(ValueError):
-    """A ``reuse_backbone`` marker without a backbone string."""
 
 
 def spec_backbone(item: pytest.Item, schemes: frozenset[str] | None = None) -> str | None:
@@ -192,8 +191,10 @@ def _ensure_group_suffixes(items: list[pytest.Item]) -> None:
 class XdistSupport:
     """Groups specs by backbone under ``--dist loadgroup``; collects workers' extraction counts."""
 
-    def __init__(self, config: pytest.Config) -> None:
+    def __init__(self, config: pytest.Config, cache_dir: Path, own_extractions: Callable[[], int]) -> None:
         self.config = config
+        self.cache_dir = cache_dir
+        self.own_extractions = own_extractions  # feature sets this process extracted
         self.worker_extractions: dict[str, int] = {}
 
     @pytest.hookimpl(wrapper=True)
@@ -208,14 +209,11 @@ class XdistSupport:
         return result
 
     def _group_by_backbone(self, items: list[pytest.Item]) -> None:
-        from reusespec.plugin import REUSE_FIXTURES
-
         schemes = _registered_schemes()
         for item in items:
             if item.get_closest_marker("xdist_group") is not None:
                 continue  # the user's own grouping wins
-            is_spec = bool(REUSE_FIXTURES.intersection(getattr(item, "fixturenames", ())))
-            if not is_spec and item.get_closest_marker(MARKER) is None:
+            if not is_reuse_spec(item) and item.get_closest_marker(MARKER) is None:
                 continue  # other tests may mention "file:..." URLs; only specs are guessed at
             try:
                 backbone = spec_backbone(item, schemes)
@@ -231,22 +229,17 @@ class XdistSupport:
         # so scheduling is not held up while the workers train.
         workerinput = getattr(self.config, "workerinput", None)
         if workerinput is not None and not session.config.option.collectonly:
-            from reusespec.plugin import REUSE_FIXTURES
-
-            specs = [i for i in session.items if REUSE_FIXTURES.intersection(getattr(i, "fixturenames", ()))]
-            from reusespec.plugin import _plugin
-
+            specs = [item for item in session.items if is_reuse_spec(item)]
             index = int(str(workerinput["workerid"]).removeprefix("gw"))
-            cache_dir = _plugin(self.config).settings.cache_dir
-            share = zoo_share(specs, index, int(workerinput["workercount"]), cache_dir)
+            share = zoo_share(specs, index, int(workerinput["workercount"]), self.cache_dir)
             if share:
-                build_zoo_share(share, cache_dir)
+                build_zoo_share(share, self.cache_dir)
         return (yield)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         workeroutput = getattr(self.config, "workeroutput", None)
         if workeroutput is not None:  # on a worker: send the count to the controller
-            workeroutput[WORKER_OUTPUT_KEY] = _own_extractions(self.config)
+            workeroutput[WORKER_OUTPUT_KEY] = self.own_extractions()
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
@@ -329,27 +322,23 @@ def build_zoo_share(share: list[str], cache_dir: Path) -> None:
             return
 
 
-def _own_extractions(config: pytest.Config) -> int:
-    reuse_plugin = config.pluginmanager.get_plugin("reusespec-plugin")
-    session = getattr(reuse_plugin, "_session", None)  # None: this process never needed one
-    return int(getattr(session, "extractions", 0))
-
-
 def extraction_counts(config: pytest.Config) -> dict[str, Any]:
     """Feature sets extracted in this run: by this process plus, on an xdist controller, its workers."""
     support = config.pluginmanager.get_plugin(PLUGIN_NAME)
-    by_worker = dict(support.worker_extractions) if isinstance(support, XdistSupport) else {}
-    counts: dict[str, Any] = {"feature_extractions": _own_extractions(config) + sum(by_worker.values())}
+    if not isinstance(support, XdistSupport):
+        return {"feature_extractions": 0}
+    by_worker = dict(support.worker_extractions)
+    counts: dict[str, Any] = {"feature_extractions": support.own_extractions() + sum(by_worker.values())}
     if by_worker:
         counts["feature_extractions_by_worker"] = by_worker
     return counts
 
 
-def register(config: pytest.Config) -> None:
-    """Called from :func:`reusespec.plugin.pytest_configure`."""
+def register(config: pytest.Config, cache_dir: Path, own_extractions: Callable[[], int]) -> None:
+    """Called from ``pytest_configure`` (:mod:`reusespec.pytest_plugin`)."""
     config.addinivalue_line(
         "markers",
         f'{MARKER}(backbone): the backbone a spec uses, e.g. @pytest.mark.{MARKER}("zoo:digits-cnn"); '
         "groups specs on one worker under --dist loadgroup",
     )
-    config.pluginmanager.register(XdistSupport(config), PLUGIN_NAME)
+    config.pluginmanager.register(XdistSupport(config, cache_dir, own_extractions), PLUGIN_NAME)
