@@ -8,6 +8,12 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+# pytester's in-process runs drop the modules first imported inside them, and torch, numpy and
+# scipy cannot be imported twice in one process: the session (which imports them all) is imported
+# here, once, before any in-process run. Without it a test file run alone with -q can fail where
+# the whole suite passes (collecting the other files imports them first).
+import reusespec.session  # noqa: F401
+
 settings.register_profile("reusespec", max_examples=25, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reusespec"))
 

@@ -101,8 +101,8 @@ def configure_worker_threads(env: Mapping[str, str] = os.environ) -> int | None:
         return None
     threads = threads_per_worker(workers, os.cpu_count() or 1)
     torch.set_num_threads(threads)
-    # numpy/scipy's BLAS pools (LogME's SVD, scikit-learn) oversubscribe the same way; measured
-    # under xdist -n 2 on 2 cores: LogME 8.5 s with the default pools, 0.18 s with one thread each.
+    # numpy/scipy's BLAS pools (LogME's SVD, scikit-learn) oversubscribe the same way (figures in
+    # docs/benchmarks.md, "Threads per worker").
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=threads)

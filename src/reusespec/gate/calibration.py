@@ -6,11 +6,12 @@
 (the command is :mod:`reusespec.cli`; ``reusespec-calibrate`` is its older name). The chosen
 specs run once per seed (``--reuse-seed`` 0..N-1, in this process, with interval verdicts on),
 on the current backbone, which is taken to be healthy. For every score the output gives its
-spread over the seeds (mean, standard deviation, min, max) and :func:`reusespec.stats.suggest_threshold`: a threshold that one rerun
-of this backbone misses with probability ``--rate``. For every spec it gives the false-failure
-rate measured across the seeds, as plain asserts (any compared score on the wrong side of its
-threshold) and with confidence-aware verdicts (interval wholly on the wrong side), and how
-often the interval verdict was inconclusive.
+spread over the seeds (mean, standard deviation, min, max) and
+:func:`reusespec.stats.suggest_threshold`: a threshold that one rerun of this backbone misses
+with probability ``--rate``. For every spec it gives the false-failure rate measured across the
+seeds, as plain asserts (any compared score on the wrong side of its threshold) and with
+confidence-aware verdicts (interval wholly on the wrong side), and how often the interval
+verdict was inconclusive.
 """
 
 from __future__ import annotations
