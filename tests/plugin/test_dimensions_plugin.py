@@ -7,16 +7,16 @@ are few-shot (``?shots=10``) so that the probes fit fast; test splits keep their
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from statistics import mean
 from typing import Any
 
 import pytest
-import torch
 from PIL import Image
 
 from reusespec.reporting.pictures import matrix_from_report
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 BACKBONES = ["zoo:digits-cnn", "zoo:digits-cnn-random"]
 TASKS = ["sklearn-digits?shots=10", "mnist5k:5-9?shots=10"]
@@ -39,16 +39,6 @@ def test_suite(reuse):
                               severities=(1, 3))
     assert suite.mean_accuracy >= 0.05
 """
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread: on a shared 2-core machine two threads contend and the probes' LBFGS
-    fits run about ten times slower (the in-process pytester run shares this setting)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _by_metric(scores: list[dict[str, Any]], **match: str) -> dict[str, dict[str, Any]]:

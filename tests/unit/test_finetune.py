@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -25,6 +24,8 @@ from reusespec.metrics import classification_metrics
 from reusespec.tasks.base import Split, Task
 from reusespec.tasks.splits import stratified_split
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 BLOCKS = ("stem", "block1", "block2")
 SPEC = InputSpec(channels=1, size=(8, 8), mean=(0.5,), std=(0.5,))
 TARGET_SIZE = 400
@@ -36,15 +37,6 @@ QUICK: dict[str, Any] = {
     "augment": False,
     "early_stopping_patience": None,
 }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One thread: faster for these tiny tensors on a shared machine, and a fixed reduction order."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _digits() -> tuple[torch.Tensor, np.ndarray]:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -18,13 +16,7 @@ from reusespec.errors import ReuseSpecError
 from reusespec.results import ProbeResult, ScoreRecord
 from reusespec.stats import seeds_ci
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _constructed(accuracy_wrong: int, n: int = 200, offset: int = 0) -> ProbeResult:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +37,7 @@ from reusespec.errors import (
     UnsafeCheckpointError,
 )
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def resolve(spec: str, tmp_path: Path, trusted: tuple[Path, ...] = ()) -> Backbone:

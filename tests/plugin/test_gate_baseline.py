@@ -10,13 +10,11 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -31,6 +29,8 @@ from reusespec.gate.baseline import (
     parse_tolerance,
 )
 from reusespec.stats import Verdict
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SPECS = """
 import pytest
@@ -48,15 +48,6 @@ def test_budget(reuse):
     c = reuse.complexity(BACKBONE, latency=False, memory=False)
     assert c.params <= 50_000
 """
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Small L-BFGS fits are ~20x slower with two threads on a busy two-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _degraded_checkpoint(cache: Path, target: Path) -> Path:

@@ -10,7 +10,6 @@ solver's written-out gradient is checked against autograd, its fits against the 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -26,16 +25,9 @@ from reusespec import probe as probe_module
 from reusespec.metrics import classification_metrics
 from reusespec.probe import DEFAULT_GRID, SOLVER_VERSION, ProbeFit, fit_probe
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 Arrays = tuple[np.ndarray, np.ndarray]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One thread: faster for these tiny matrices on a shared machine, and a fixed reduction order."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def gaussian_classes(n: int, num_classes: int, dim: int, separation: float, seed: int) -> Arrays:

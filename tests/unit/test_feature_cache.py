@@ -23,7 +23,6 @@ import tempfile
 import textwrap
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,17 +42,11 @@ from reusespec.features import extract_features, feature_key
 from reusespec.session import ReuseConfig, ReuseSession
 from reusespec.tasks.base import Split
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SRC_DIR = Path(reusespec.__file__).resolve().parent.parent
 TASK = "sklearn-digits"
 QUICK_GRID = (1e-3, 1e-1)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
