@@ -87,6 +87,11 @@ class ShiftResult(Result):
         self.shifted_accuracy = self._score("shifted_accuracy", shifted_accuracy, **common)
         self.absolute_drop = self._score("absolute_drop", drop, **common)
         self.relative_drop = self._score("relative_drop", relative, **common)
+        corruption, at, severity = shift.rpartition("@")
+        for record in self.records:
+            record.shift = shift
+            if at and corruption and severity.isdigit():  # a corruption, not another dataset
+                record.corruption, record.severity = corruption, int(severity)
 
     def __repr__(self) -> str:
         return (
@@ -120,6 +125,8 @@ class ShiftSuiteResult(Result):
         self.mean_relative_drop = self._score(
             "mean_relative_drop", (clean - mean_acc) / clean if clean else 0.0, **common
         )
+        for record in self.records:
+            record.shift = "suite"
         worst = min(self.table, key=lambda n: sum(self.table[n].values())) if self.table else ""
         self.worst_corruption = worst
 

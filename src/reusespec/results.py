@@ -39,6 +39,12 @@ class ScoreRecord:
     ci_low: float | None = None
     ci_high: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # A score under a domain shift: the shift's label (``gaussian_noise@3``, ``target mnist5k``, or
+    # ``suite``), and for a corruption its name and severity. ``task`` stays the display label
+    # ``TASK ~ SHIFT``; reports read these fields rather than parse it.
+    shift: str | None = None
+    corruption: str | None = None
+    severity: int | None = None
     # (test labels, test predictions) of an accuracy score, for paired comparisons with a baseline
     # (reusespec.gate.baseline); kept in process only, left out of as_dict so reports stay small.
     examples: tuple[Any, Any] | None = field(default=None, repr=False, compare=False)
@@ -50,15 +56,26 @@ class ScoreRecord:
             return None
         return self.value - self.threshold if self.op in (">=", ">") else self.threshold - self.value
 
+    @property
+    def shifted_task(self) -> str | None:
+        """The task a shifted score's head was trained on (``task`` without `` ~ SHIFT``)."""
+        return None if self.shift is None else self.task.removesuffix(f" ~ {self.shift}")
+
     def as_dict(self) -> dict[str, Any]:
         data = asdict(replace(self, examples=None))
         del data["examples"]
+        for key in _SHIFT_FIELDS:  # only on shifted scores: other scores keep the keys they had
+            if data[key] is None:
+                del data[key]
         return _plain({**data, "margin": self.margin})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScoreRecord:
         fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**fields)
+
+
+_SHIFT_FIELDS = ("shift", "corruption", "severity")
 
 
 def _plain(value: Any) -> Any:

@@ -36,8 +36,10 @@ DPI = 100
 HEAD_ONLY = "head-only"
 MIN_MATRIX_CELLS = 2  # a single probe is already a row of the table; a 1x1 heatmap adds nothing
 MIN_CURVE_POINTS = 2  # one severity is a point, not a curve
-_SHIFT_LABEL = re.compile(r"^(?P<task>.+) ~ (?P<corruption>[A-Za-z0-9_]+)@(?P<severity>\d+)$")
-_SUITE_SUFFIX = " ~ suite"
+# Reports written before scores carried their shift (``shift``, ``corruption``, ``severity``) only
+# had it in the task label; these read such reports.
+_OLD_SHIFT_LABEL = re.compile(r"^(?P<task>.+) ~ (?P<corruption>[A-Za-z0-9_]+)@(?P<severity>\d+)$")
+_OLD_SUITE_SUFFIX = " ~ suite"
 
 
 @dataclass
@@ -76,9 +78,38 @@ def matrix_strategies(doc: Mapping[str, Any]) -> list[str]:
     return sorted(found, key=lambda name: (name != HEAD_ONLY, name))
 
 
+def _shift_of(score: Mapping[str, Any]) -> tuple[str, str, str | None, int | None] | None:
+    """(trained task, shift, corruption, severity) of a shifted score, None for any other score."""
+    label = str(score.get("task", ""))
+    shift = score.get("shift")
+    if shift is not None:
+        severity = score.get("severity")
+        return (
+            label.removesuffix(f" ~ {shift}"),
+            str(shift),
+            score.get("corruption"),
+            None if severity is None else int(severity),
+        )
+    if label.endswith(_OLD_SUITE_SUFFIX):
+        return label.removesuffix(_OLD_SUITE_SUFFIX), "suite", None, None
+    match = _OLD_SHIFT_LABEL.match(label)
+    if match is not None:
+        return (
+            match["task"],
+            f"{match['corruption']}@{match['severity']}",
+            match["corruption"],
+            int(match["severity"]),
+        )
+    return None
+
+
 def _is_task_accuracy(score: Mapping[str, Any]) -> bool:
-    # shifted tasks ("TASK ~ ...") are curves, not matrix cells
-    return score.get("metric") == "accuracy" and " ~ " not in score.get("task", "")
+    # shifted tasks are curves, not matrix cells
+    return (
+        score.get("metric") == "accuracy"
+        and score.get("shift") is None
+        and " ~ " not in score.get("task", "")
+    )
 
 
 def _is_profile(score: Mapping[str, Any]) -> bool:
@@ -128,26 +159,28 @@ def severity_curves_from_report(doc: Mapping[str, Any]) -> list[SeverityCurve]:
     seen_suites: set[tuple[str, str, str]] = set()
     for nodeid, score in _scores(doc):
         backbone, label, extra = score.get("backbone", ""), score.get("task", ""), score.get("extra", {})
+        shift = _shift_of(score)
         table = extra.get("table")
-        if label.endswith(_SUITE_SUFFIX) and isinstance(table, Mapping):
+        if shift is not None and shift[1] == "suite" and isinstance(table, Mapping):
             # every score of a suite carries the same table: read it once per spec
             suite_key = (nodeid, backbone, label)
             if suite_key in seen_suites:
                 continue
             seen_suites.add(suite_key)
-            task = label.removesuffix(_SUITE_SUFFIX)
+            task = shift[0]
             for corruption, by_severity in table.items():
                 for severity, accuracy in by_severity.items():
                     points[backbone, task, corruption][int(severity)].append(float(accuracy))
             if extra.get("clean_accuracy") is not None:
                 clean[backbone, task].append(float(extra["clean_accuracy"]))
             continue
-        match = _SHIFT_LABEL.match(label)
-        if match is None:
+        if shift is None:
             continue
-        task = match["task"]
+        task, _, shift_corruption, shift_severity = shift
+        if shift_corruption is None or shift_severity is None:
+            continue  # shifted to another dataset: no severity to draw along
         if score.get("metric") == "shifted_accuracy":
-            points[backbone, task, match["corruption"]][int(match["severity"])].append(float(score["value"]))
+            points[backbone, task, shift_corruption][shift_severity].append(float(score["value"]))
         elif score.get("metric") == "clean_accuracy":
             clean[backbone, task].append(float(score["value"]))
     curves = []
