@@ -98,9 +98,10 @@ def _add_render(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_render(args: argparse.Namespace) -> int:
+    from reusespec.reporting.model import RunReport
     from reusespec.reporting.render import render_html, render_markdown, write_text_atomic
 
-    document = json.loads(args.report.read_text())
+    document = RunReport.load(args.report).to_json()  # a clear error for a file that is no report
     if args.markdown is None and args.html is None:
         print(render_markdown(document))
     if args.markdown is not None:
