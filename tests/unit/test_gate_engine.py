@@ -18,12 +18,11 @@ FEW = settings(max_examples=40, deadline=None)
 unit = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
 
 
-def compared(value: float, low: float, high: float, threshold: float, op: str = ">=") -> ScoreRecord:
-    """A score with a recorded interval, compared with ``threshold`` as a spec's assert would."""
-    passed = {">=": value >= threshold, ">": value > threshold}.get(op, value <= threshold)
+def compared(value: float, low: float, high: float, threshold: float) -> ScoreRecord:
+    """A score with a recorded interval, compared as in ``assert score >= threshold``."""
     return ScoreRecord(
         "bb", "task", "head-only", "accuracy", value, ci_low=low, ci_high=high,
-        threshold=threshold, op=op, passed=passed[op],
+        threshold=threshold, op=">=", passed=value >= threshold,
     )  # fmt: skip
 
 
