@@ -165,8 +165,13 @@ def _batch_features(
             f"({_input_spec_summary(backbone)}): {exc}. The model expects other input: make the InputSpec "
             "your factory returns match the model's first layer (channels) and the size it was built for"
         ) from exc
+    if not isinstance(feats, torch.Tensor):
+        raise ReuseSpecError(
+            f"{backbone.name}: a feature extractor must return one tensor (batch, features); its forward "
+            f"returned a {type(feats).__name__}. Return the features alone (e.g. out[0] or out['features'])"
+        )
     if feats.ndim != 2 or feats.shape[1] != backbone.feature_dim:
-        raise ValueError(
+        raise ReuseSpecError(
             f"{backbone.name} returned features of shape {tuple(feats.shape)}; expected "
             f"(batch, {backbone.feature_dim}). If its input size is wrong ({_input_spec_summary(backbone)}), "
             "make the InputSpec match the size the model was built for"

@@ -205,7 +205,21 @@ def module_to_backbone(
     model = model.eval()
     with torch.inference_mode():
         probe = torch.zeros(1, input_spec.channels, *input_spec.size)
-        out = model(probe)
+        try:
+            out = model(probe)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ReuseSpecError(
+                f"{name}: the model cannot run on the input its InputSpec describes (channels="
+                f"{input_spec.channels}, size={input_spec.size[0]}x{input_spec.size[1]}): {first}. Make the "
+                "InputSpec your factory returns match the model's first layer and the size it was built for"
+            ) from exc
+    if not isinstance(out, torch.Tensor):
+        raise ReuseSpecError(
+            f"{name}: a feature extractor must return one tensor (batch, features); its forward returned a "
+            f"{type(out).__name__}. Return the features alone (e.g. wrap the model and pick out[0] or "
+            "out['features']), or return a reusespec.Backbone"
+        )
     if out.ndim != 2:
         raise ReuseSpecError(
             f"{name}: a feature extractor must return (batch, features); it returned shape {tuple(out.shape)}"
