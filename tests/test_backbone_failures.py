@@ -114,7 +114,9 @@ def test_a_channel_mismatch_between_input_spec_and_model_is_explained(factories:
     assert isinstance(info.value.__cause__, RuntimeError)
 
 
-def test_a_factory_that_raises_is_wrapped_with_the_string_and_the_cause(factories: str, tmp_path: Path) -> None:
+def test_a_factory_that_raises_is_wrapped_with_the_string_and_the_cause(
+    factories: str, tmp_path: Path
+) -> None:
     spec = f"{factories}:raises"
     with pytest.raises(ReuseSpecError) as info:
         resolve(spec, tmp_path)

@@ -128,8 +128,9 @@ def backbone_fingerprint(model: nn.Module) -> str:
     """Identity of what computes the features: the weights and the code that uses them.
 
     The code is every submodule's class, the source of its ``forward`` (its bytecode where the source
-    is not available; source is the same on every Python version), and its plain settings (numbers, strings, tuples: a chosen layer, a scale), so two factories with the same
-    weights but other forward code, or a factory whose code was edited, never share cached features.
+    is not available; source is the same on every Python version), and its plain settings (numbers,
+    strings, tuples: a chosen layer, a scale), so two factories with the same weights but other
+    forward code, or a factory whose code was edited, never share cached features.
     """
     return digest(
         "backbone", type(model).__name__, architecture_identity(model), state_dict_digest(model.state_dict())
@@ -139,7 +140,7 @@ def backbone_fingerprint(model: nn.Module) -> str:
 def architecture_identity(model: nn.Module) -> str:
     parts = []
     for name, module in model.named_modules():
-        cls = type(module)
+        cls: Any = type(module)
         code = _forward_identity(cls)
         settings = {
             key: value
@@ -157,7 +158,7 @@ def _plain(value: Any) -> bool:
 
 
 @functools.lru_cache(maxsize=1024)
-def _forward_identity(cls: type) -> str:
+def _forward_identity(cls: Any) -> str:
     forward = getattr(cls, "forward", None)
     if not isinstance(forward, types.FunctionType):
         return ""

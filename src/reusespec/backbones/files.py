@@ -101,7 +101,8 @@ def read_checkpoint(
     except pickle.UnpicklingError as exc:
         if not _refused_for_safety(exc):
             raise CheckpointError(
-                f"cannot read checkpoint {path}: {_refusal_reason(exc)}. The file may be truncated or corrupt."
+                f"cannot read checkpoint {path}: {_refusal_reason(exc)}. "
+                "The file may be truncated or corrupt."
             ) from None
         if path.resolve() not in {p.resolve() for p in trusted}:
             raise UnsafeCheckpointError(
@@ -131,8 +132,8 @@ def _regular_file_size(path: Path, max_bytes: int) -> int:
         raise CheckpointError(f"{path} is {kind}, not a checkpoint file; name the weights file itself")
     if info.st_size > max_bytes:
         raise CheckpointError(
-            f"{path} is {info.st_size / 2**30:.1f} GiB, more than the {max_bytes / 2**30:.1f} GiB a checkpoint "
-            "is allowed; check it is the file you meant"
+            f"{path} is {info.st_size / 2**30:.1f} GiB, more than the {max_bytes / 2**30:.1f} GiB "
+            "a checkpoint is allowed; check it is the file you meant"
         )
     return info.st_size
 

@@ -115,17 +115,19 @@ def _call_factory(spec: str, module_name: str, attr: str) -> object:
     except ModuleNotFoundError as exc:
         if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
             found = exc.name.rpartition(".")[0]  # the part of the path that does exist, if any
+            missing = exc.name.rpartition(".")[2]
             hint = (
-                f" ({found!r} was found but has no {exc.name.rpartition('.')[2]!r}: is the module name misspelt?)"
+                f" ({found!r} was found but has no {missing!r}: is the module name misspelt?)"
                 if found
                 else ""
             )
             raise UnknownBackboneError(
                 f"{_unknown_message(spec)}. Importing {module_name!r} failed: {exc}{hint}"
             ) from None
+        needed = exc.name.split(".")[0] if exc.name else "..."
         raise ReuseSpecError(
             f"{spec}: the module {module_name!r} was found but failed to import: {_cause(exc)}. "
-            f"Install what it needs (pip install {exc.name.split('.')[0] if exc.name else '...'}) or fix its imports"
+            f"Install what it needs (pip install {needed}) or fix its imports"
         ) from exc
     except Exception as exc:  # the user's module raised while importing: their error, with context
         raise ReuseSpecError(f"{spec}: importing the module {module_name!r} failed: {_cause(exc)}") from exc

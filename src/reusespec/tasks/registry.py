@@ -213,7 +213,7 @@ def _parse_class_list(selector: str, task: Task) -> list[int]:
 
 
 def _out_of_range(lo: int, hi: int, num_classes: int, shown: int = 5) -> str:
-    """The classes of ``lo..hi`` outside ``0..num_classes-1``, the first few of them, counted arithmetically."""
+    """The classes of ``lo..hi`` outside ``0..num_classes-1``: the first few, counted arithmetically."""
     first = max(lo, num_classes)
     count = hi - first + 1
     listed = list(range(first, min(hi, first + shown - 1) + 1))

@@ -62,8 +62,9 @@ def check_splits(task: Task, spec: str) -> None:
                 "give the split a larger share (e.g. '?val=0.2') or add examples"
             )
         if len(classes) < 2:
+            only = task.class_names[int(classes[0])]
             raise TaskError(
-                f"task {spec!r}: the {split.name} split holds a single class ({task.class_names[int(classes[0])]!r}, "
+                f"task {spec!r}: the {split.name} split holds a single class ({only!r}, "
                 f"{len(split)} example(s); {_sizes(task)}); scores on it mean nothing. Add examples of the "
                 "other classes or choose other classes"
             )
