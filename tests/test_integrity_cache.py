@@ -16,10 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from reusespec import ReuseConfig, ReuseSession, atomic
-from reusespec.backbones.base import Backbone, InputSpec
 from reusespec.backbones.zoo import checkpoint_path, ensure_checkpoint, load_zoo_backbone
 from reusespec.cache import CacheError, CacheFallbackWarning, FeatureCache, repair_counts, reset_repair_counts
 from reusespec.errors import ReuseSpecError
@@ -217,52 +215,101 @@ def test_a_lock_path_that_cannot_be_cleared_is_a_clear_error(tmp_path: Path) -> 
 # --- the key follows what computes the features --------------------------------------------------
 
 
-class MeanPool(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, 4, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x).mean(dim=(2, 3))
-
-
-class MaxPool(MeanPool):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x).amax(dim=(2, 3))
-
-
-class Scaled(MeanPool):
-    def __init__(self, scale: float) -> None:
-        super().__init__()
-        self.scale = scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x).mean(dim=(2, 3)) * self.scale
-
+FACTORIES = """
+import torch
+from torch import nn
+from reusespec import InputSpec
 
 SPEC = InputSpec(channels=1, size=(8, 8), mean=(0.5,), std=(0.5,))
 
 
-def as_backbone(name: str, model: nn.Module) -> Backbone:
-    from reusespec.backbones.convert import module_to_backbone
+class MeanPool(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)  # the same weights in every factory
+        self.conv = nn.Conv2d(1, 4, 3)
 
-    torch.manual_seed(0)
-    model.conv.reset_parameters()
-    return module_to_backbone(name, model, SPEC)
+    def forward(self, x):
+        return self.conv(x).mean(dim=(2, 3))
 
 
-def test_same_weights_other_forward_code_get_other_features(tmp_path: Path) -> None:
+class MaxPool(MeanPool):
+    def forward(self, x):
+        return self.conv(x).amax(dim=(2, 3))
+
+
+class Scaled(MeanPool):
+    def __init__(self, scale):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x):
+        return self.conv(x).mean(dim=(2, 3)) * self.scale
+
+
+def mean():
+    return MeanPool(), SPEC
+
+
+def mean_again():  # the same code under another string
+    return MeanPool(), SPEC
+
+
+def max_pool():
+    return MaxPool(), SPEC
+
+
+def scaled_by_two():
+    return Scaled(2.0), SPEC
+
+
+def scaled_by_three():
+    return Scaled(3.0), SPEC
+
+
+def mean_with_a_hook():
+    model = MeanPool()
+    model.register_forward_hook(lambda module, inputs, output: output * 2)
+    return model, SPEC
+"""
+
+
+def test_same_weights_other_forward_code_get_other_features(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reusespec.backbones.registry import BackboneContext, resolve_backbone
+
+    module = f"rs_same_weights_{os.getpid()}_{abs(hash(tmp_path)) % 10**8}"
+    (tmp_path / f"{module}.py").write_text(FACTORIES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    context = BackboneContext(cache_dir=tmp_path / "cache")
+    names = ["mean", "mean_again", "max_pool", "scaled_by_two", "scaled_by_three", "mean_with_a_hook"]
+    backbones = [resolve_backbone(f"{module}:{name}", context) for name in names]
+    assert len({b.model.conv.weight.sum().item() for b in backbones}) == 1  # identical weights
     split = Split.from_arrays(
         "test", torch.randint(0, 255, (6, 1, 8, 8), dtype=torch.uint8), np.arange(6) % 2, "random"
     )
-    backbones = [
-        as_backbone("mod:mean", MeanPool()),
-        as_backbone("mod:max", MaxPool()),
-        as_backbone("mod:scaled", Scaled(2.0)),
-        as_backbone("mod:scaled", Scaled(3.0)),  # the same string, its code's constant changed
-        as_backbone("mod:mean2", MeanPool()),  # the same code under another string
-    ]
-    assert len({b.model.conv.weight.sum().item() for b in backbones}) == 1  # identical weights
     keys = [feature_key(b, split) for b in backbones]
     assert len(set(keys)) == len(keys)
-    assert feature_key(as_backbone("mod:mean", MeanPool()), split) == keys[0]  # stable
+    assert feature_key(resolve_backbone(f"{module}:mean", context), split) == keys[0]  # stable
+
+
+def test_an_edited_forward_under_the_same_string_gets_other_features(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    from reusespec.backbones.registry import BackboneContext, resolve_backbone
+
+    module = f"rs_edited_{os.getpid()}_{abs(hash(tmp_path)) % 10**8}"
+    path = tmp_path / f"{module}.py"
+    path.write_text(FACTORIES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    context = BackboneContext(cache_dir=tmp_path / "cache")
+    split = Split.from_arrays("test", torch.zeros(4, 1, 8, 8, dtype=torch.uint8), np.arange(4) % 2, "zeros")
+    before = feature_key(resolve_backbone(f"{module}:mean", context), split)
+    path.write_text(
+        FACTORIES.replace("mean(dim=(2, 3))\n\n\nclass MaxPool", "mean(dim=(2, 3)) * 10\n\n\nclass MaxPool")
+    )
+    importlib.reload(importlib.import_module(module))
+    assert feature_key(resolve_backbone(f"{module}:mean", context), split) != before

@@ -15,16 +15,15 @@ from reusespec.errors import ReuseSpecError
 from reusespec.hashing import digest
 from reusespec.tasks.base import Split
 
-FEATURES_FORMAT = 3  # 2: 2-D conv nets extract in channels_last; 3: the backbone string in the key
+FEATURES_FORMAT = 3  # 2: 2-D conv nets extract in channels_last; 3: fingerprints cover the code
 
 
 def feature_key(backbone: Backbone, split: Split) -> str:
-    """What the features depend on: the backbone (its string, and its fingerprint: weights and code),
+    """What the features depend on: the backbone's fingerprint (weights and the code that runs them),
     preprocessing, examples, and the numerics library."""
     return digest(
         "features",
         FEATURES_FORMAT,
-        backbone.name,
         backbone.fingerprint,
         backbone.input_spec.key(),
         split.fingerprint,

@@ -147,7 +147,13 @@ def architecture_identity(model: nn.Module) -> str:
             for key, value in vars(module).items()
             if not key.startswith("_") and key != "training" and _plain(value)
         }
-        parts.append([name, f"{cls.__module__}.{cls.__qualname__}", code, settings])
+        # A forward replaced on the instance, and forward hooks, change the output as much as the class.
+        replaced = [
+            _callable_identity(value)
+            for key, value in vars(module).items()
+            if key == "forward" or (key.startswith("_forward") and key.endswith("hooks"))
+        ]
+        parts.append([name, f"{cls.__module__}.{cls.__qualname__}", code, settings, replaced])
     return digest("architecture", parts)
 
 
@@ -166,6 +172,13 @@ def _forward_identity(cls: Any) -> str:
         return digest("source", inspect.getsource(forward))
     except (OSError, TypeError):  # defined in a REPL or generated: no source file
         return _code_identity(forward.__code__)
+
+
+def _callable_identity(value: Any) -> str:
+    if isinstance(value, dict):  # a hook dict: id -> hook
+        return digest([_callable_identity(hook) for hook in value.values()])
+    code = getattr(getattr(value, "__func__", value), "__code__", None)
+    return _code_identity(code) if isinstance(code, types.CodeType) else type(value).__qualname__
 
 
 def _code_identity(code: types.CodeType) -> str:

@@ -27,6 +27,7 @@ from torch import nn
 from reusespec.backbones.base import Backbone, InputSpec
 from reusespec.backbones.convert import classifier_to_backbone, find_head, module_to_backbone
 from reusespec.errors import ReuseSpecError, UnknownBackboneError
+from reusespec.hashing import digest
 
 
 @dataclass
@@ -103,8 +104,13 @@ def load_factory_backbone(spec: str, module_name: str, attr: str) -> Backbone:
     try:
         find_head(module)
     except ReuseSpecError:
-        return module_to_backbone(spec, module, input_spec, meta=meta)
-    return classifier_to_backbone(spec, module, input_spec, meta=meta)
+        backbone = module_to_backbone(spec, module, input_spec, meta=meta)
+    else:
+        backbone = classifier_to_backbone(spec, module, input_spec, meta=meta)
+    # The factory string is part of what computes the features: two factories may wire the same
+    # weights and classes differently (hooks, closures) in ways the code identity cannot see.
+    backbone.fingerprint = digest("factory", spec, backbone.fingerprint)
+    return backbone
 
 
 def _call_factory(spec: str, module_name: str, attr: str) -> object:
