@@ -593,7 +593,7 @@ def test_out_of_memory_halves_the_batch_until_it_fits() -> None:
     # Every example's features, in its own row: the same affine map computed in float64. A float32
     # matmul's result depends on how the batch is blocked (batch size, threads, machine load), so
     # the bound is float32's worst-case rounding of a dot product of 784 terms plus the bias
-    # (gamma_n * sum |w_i x_i|, Higham's Accuracy and Stability, sec. 3.1), not a fixed 1e-6.
+    # (gamma_n * sum |w_i x_i|, docs/reference.md), not a fixed 1e-6.
     inputs = tiny_backbone(model).prepare(split.load(np.arange(len(split)))).flatten(1).double()
     weight, bias = model.linear.weight.detach().double(), model.linear.bias.detach().double()
     reference = (inputs @ weight.T + bias).numpy()

@@ -33,8 +33,8 @@ from reusespec.errors import CheckpointError, UnsafeCheckpointError
 
 ArchitectureBuilder = Callable[[str], tuple[nn.Module, InputSpec]]
 
-# The largest checkpoint read without being asked: bigger than any published vision backbone's
-# weights (ViT-H/14 in float32 is about 2.5 GB), small enough that a hostile file cannot exhaust memory.
+# Bigger than any published vision backbone's weights (docs/reference.md), small enough that a
+# hostile file cannot exhaust memory.
 MAX_CHECKPOINT_BYTES = 8 * 2**30
 # safetensors' own limit on the JSON header.
 MAX_SAFETENSORS_HEADER = 100 * 2**20
