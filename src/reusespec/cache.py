@@ -10,9 +10,11 @@ workers) compute each entry once: the others wait and then read it. The lock is 
 leaves at most a staging directory behind, removed by the next writer of that key.
 
 Faults of the directory itself: a cache directory that cannot be written (read-only mount,
-no permission) is still read, and new entries go to a fallback directory under the system's
-temporary directory, with a warning; a disk that fills up during a write leaves nothing
-behind and raises :class:`CacheError` naming the directory.
+no permission, a regular file) is still read, and new entries go to a fallback directory under
+the system's temporary directory, with one warning per cache directory (:func:`writable_root`,
+the policy the zoo follows too); a disk that fills up during a write leaves nothing behind and
+raises :class:`CacheError` naming the directory. Damaged entries and metadata are discarded and
+rebuilt, and counted: :func:`repair_counts`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +35,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from filelock import FileLock
 
+from reusespec.atomic import json_safe, write_json
 from reusespec.errors import ReuseSpecError
 from reusespec.hashing import digest, file_digest
 
@@ -48,6 +52,26 @@ class CacheFallbackWarning(UserWarning):
     """The cache directory is not writable; entries go to a temporary directory instead."""
 
 
+_REPAIRS: Counter[str] = Counter()
+_WARNED_FALLBACK: set[Path] = set()
+
+
+def record_repair(contents: str, count: int = 1) -> None:
+    """Count ``count`` damaged cache artefacts of one kind discarded (to be rebuilt) in this process."""
+    if count > 0:
+        _REPAIRS[contents] += count
+
+
+def repair_counts() -> dict[str, int]:
+    """Damaged artefacts discarded and rebuilt in this process, by kind ("features", "probe heads",
+    "zoo checkpoints", "locks", "temp files"); empty when nothing was repaired."""
+    return dict(_REPAIRS)
+
+
+def reset_repair_counts() -> None:
+    _REPAIRS.clear()
+
+
 @dataclass
 class CacheStats:
     hits: int = 0
@@ -58,8 +82,16 @@ class CacheStats:
 class FeatureCache:
     """Arrays on disk keyed by a content digest."""
 
-    def __init__(self, root: str | Path, verify: bool = True, contents: str = "features") -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        verify: bool = True,
+        contents: str = "features",
+        cache_dir: str | Path | None = None,
+    ) -> None:
         self.root = Path(root)
+        # The run's cache directory this one lives in: its caches share one fallback and one warning.
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.verify = verify
         self.contents = contents  # what the entries hold, for messages ("features", "probe heads")
         self.stats = CacheStats()
@@ -95,9 +127,7 @@ class FeatureCache:
             self.stats.hits += 1
             return (*found, True)
         root = self.write_root
-        lock_dir = root / "locks"
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(lock_dir / f"{key}.lock")):
+        with FileLock(str(lock_path(root / "locks", key))):
             # Holding the key's lock: another process may have written the entry while we
             # waited, and bad entries or staging left by a killed writer can go safely.
             found = self._find(key, discard=True)
@@ -133,6 +163,8 @@ class FeatureCache:
             return None
         try:
             meta = json.loads(meta_path.read_text())
+            if not isinstance(meta, dict):
+                raise ValueError("metadata is not a JSON object")
             if meta.get("format") != ENTRY_FORMAT or data_path.stat().st_size != meta["bytes"]:
                 raise ValueError("size mismatch")
             if self.verify and file_digest(data_path) != meta["checksum"]:
@@ -140,7 +172,7 @@ class FeatureCache:
             array = np.load(data_path, mmap_mode="r")
             if list(array.shape) != meta["shape"] or array.dtype.str != meta["dtype"]:
                 raise ValueError("shape or dtype mismatch")
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             if discard:
                 self._discard(entry)
             return None
@@ -168,7 +200,8 @@ class FeatureCache:
                 "created": time.time(),
                 **meta,
             }
-            (staging / "meta.json").write_text(json.dumps(record, indent=1, default=str))
+            write_json(staging / "meta.json", record)
+            record = json_safe(record)
             final = self.entry_dir(key, root)
             final.parent.mkdir(parents=True, exist_ok=True)
             if final.exists():  # a bad entry left by an earlier run; we hold the key's lock
@@ -198,6 +231,7 @@ class FeatureCache:
         if not entry.exists():
             return
         self.stats.rebuilt_corrupt += 1
+        record_repair(self.contents)
         trash = entry.parent.parent / "tmp" / f"discard-{entry.name}-{os.getpid()}-{time.monotonic_ns()}"
         try:
             trash.parent.mkdir(parents=True, exist_ok=True)
@@ -219,45 +253,98 @@ class FeatureCache:
                 shutil.rmtree(leftover, ignore_errors=True)
 
     def _choose_write_root(self) -> Path:
-        try:
-            _check_writable(self.root)
-            return self.root
-        except OSError as exc:
-            problem = exc.strerror or str(exc)
-        fallback = fallback_dir(self.root)
-        try:
-            _check_writable(fallback)
-        except OSError as exc:
-            raise CacheError(
-                f"the cache directory {self.root} is not writable ({problem}), and neither is the "
-                f"fallback {fallback} ({exc.strerror or exc}); {_FIX}"
-            ) from exc
+        return writable_root(self.root, self.contents, self.cache_dir)
+
+
+def writable_root(
+    root: Path,
+    contents: str,
+    cache_dir: Path | None = None,
+    subdirs: tuple[str, ...] = ("entries", "locks", "tmp"),
+) -> Path:
+    """``root`` if files can be created in it, else its fallback under the system's temporary directory.
+
+    The one policy for every cache (features, probe heads, zoo checkpoints): an unusable directory
+    (read-only, no permission, a regular file in the way) is still read, new entries go to the
+    fallback, and one warning per run's ``cache_dir`` (per cache without one) says so. Raises
+    :class:`CacheError` when the fallback cannot be written either.
+    """
+    try:
+        _check_writable(root, subdirs)
+        return root
+    except OSError as exc:
+        problem = exc.strerror or str(exc)
+    fallback = fallback_dir(root, cache_dir)
+    try:
+        _check_writable(fallback, subdirs)
+    except OSError as exc:
+        raise CacheError(
+            f"the cache directory {root} is not writable ({problem}), and neither is the "
+            f"fallback {fallback} ({exc.strerror or exc}); {_FIX}"
+        ) from exc
+    if cache_dir is None or cache_dir not in _WARNED_FALLBACK:
+        if cache_dir is not None:
+            _WARNED_FALLBACK.add(cache_dir)
+            what, where, shown = (
+                "cache entries (features, probe heads, zoo checkpoints)",
+                cache_dir,
+                fallback.parent,
+            )
+        else:
+            what, where, shown = contents, root, fallback
         warnings.warn(
-            f"the cache directory {self.root} is not writable ({problem}): its entries are still read, "
-            f"but new {self.contents} are cached in {fallback} instead, which the system may clear. To keep "
-            f"them, make {self.root} writable or {_FIX}.",
+            f"the cache directory {where} is not writable ({problem}): its entries are still read, "
+            f"but new {what} are cached in {shown} instead, which the system may clear. To keep "
+            f"them, make {where} writable or {_FIX}.",
             CacheFallbackWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
-        return fallback
+    return fallback
 
 
-def fallback_dir(root: Path) -> Path:
+def lock_path(lock_dir: Path, key: str) -> Path:
+    """The lock file of ``key``; a directory in its way (damage) is removed, or a clear error."""
+    path = lock_dir / f"{key}.lock"
+    try:
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            os.rmdir(path)  # only an empty one: anything else is not ours to delete
+            record_repair("locks")
+    except FileNotFoundError:
+        pass  # another process removed it first
+    except OSError as exc:
+        raise CacheError(
+            exc.errno,
+            f"cannot use the lock file {path}: {exc.strerror or exc}. A directory or file in the way there "
+            f"is not reusespec's; remove it, or {_FIX}.",
+        ) from exc
+    return path
+
+
+def fallback_dir(root: Path, cache_dir: Path | None = None) -> Path:
     """A per-user directory for a cache whose own directory is not writable.
 
-    Named after the original directory, so every process of a run (xdist workers) and later
-    runs on this machine share it.
+    Named after the original directory (the run's ``cache_dir`` when given, with ``root``'s place
+    inside it), so every process of a run (xdist workers) and later runs on this machine share it.
     """
     user = str(os.getuid()) if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
-    name = digest("fallback", str(root.expanduser().absolute()))[:16]
-    return Path(tempfile.gettempdir()) / f"reusespec-{user}" / "features-fallback" / name
+    base = cache_dir if cache_dir is not None else root
+    name = digest("fallback", str(base.expanduser().absolute()))[:16]
+    fallback = Path(tempfile.gettempdir()) / f"reusespec-{user}" / "features-fallback" / name
+    if cache_dir is not None and root != cache_dir:
+        try:
+            return fallback / root.relative_to(cache_dir)
+        except ValueError:
+            return fallback / digest("fallback", str(root))[:16]
+    return fallback
 
 
-def _check_writable(root: Path) -> None:
+def _check_writable(root: Path, subdirs: tuple[str, ...] = ("entries", "locks", "tmp")) -> None:
     """Raise OSError unless files can be created (and removed) in ``root``."""
-    for sub in ("entries", "locks", "tmp"):
+    root.mkdir(parents=True, exist_ok=True)
+    for sub in subdirs:
         (root / sub).mkdir(parents=True, exist_ok=True)
-    fd, probe = tempfile.mkstemp(prefix="write-check.", dir=root / "tmp")
+    fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=root / subdirs[-1] if subdirs else root)
     os.close(fd)
     os.unlink(probe)
 

@@ -14,7 +14,9 @@ Conventions (see the "Complexity conventions" section of the shared reference):
 
 from __future__ import annotations
 
+import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -286,7 +288,43 @@ def _peak_memory_mb(model: nn.Module, batch: torch.Tensor) -> float | None:
     return (_resident_bytes(model, batch) + max(forward_peak, 0)) / MIB
 
 
+@contextmanager
+def _quiet_native_output() -> Iterator[None]:
+    """Send what C++ code prints to stdout/stderr to /dev/null meanwhile.
+
+    torch's profiler (kineto) prints ``USDT ... profiler_start``/``profiler_stop`` and, on a machine
+    without a GPU, ``gpuGetDeviceCount failed with code 35`` straight to file descriptors 1 and 2,
+    where no logging setting reaches them (``KINETO_LOG_LEVEL`` silences only some).
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved: list[tuple[int, int]] = []
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        yield
+        return
+    try:
+        for fd in (1, 2):
+            try:
+                saved.append((fd, os.dup(fd)))
+                os.dup2(devnull, fd)
+            except OSError:
+                pass  # no such descriptor (a daemon): nothing to silence there
+        yield
+    finally:
+        for fd, copy in saved:
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(devnull)
+
+
 def _cpu_forward_peak_bytes(model: nn.Module, batch: torch.Tensor) -> int:
+    with _quiet_native_output():
+        return _profiled_peak_bytes(model, batch)
+
+
+def _profiled_peak_bytes(model: nn.Module, batch: torch.Tensor) -> int:
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         model(batch)
     # The profiler's raw results keep one "[memory]" event per allocation (+bytes) and free

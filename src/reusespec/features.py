@@ -15,11 +15,12 @@ from reusespec.errors import ReuseSpecError
 from reusespec.hashing import digest
 from reusespec.tasks.base import Split
 
-FEATURES_FORMAT = 2  # 2: 2-D conv nets extract in channels_last
+FEATURES_FORMAT = 3  # 2: 2-D conv nets extract in channels_last; 3: fingerprints cover the code
 
 
 def feature_key(backbone: Backbone, split: Split) -> str:
-    """What the features depend on: weights, preprocessing, examples, and the numerics library."""
+    """What the features depend on: the backbone's fingerprint (weights and the code that runs them),
+    preprocessing, examples, and the numerics library."""
     return digest(
         "features",
         FEATURES_FORMAT,
@@ -163,8 +164,13 @@ def _batch_features(
             f"({_input_spec_summary(backbone)}): {exc}. The model expects other input: make the InputSpec "
             "your factory returns match the model's first layer (channels) and the size it was built for"
         ) from exc
+    if not isinstance(feats, torch.Tensor):
+        raise ReuseSpecError(
+            f"{backbone.name}: a feature extractor must return one tensor (batch, features); its forward "
+            f"returned a {type(feats).__name__}. Return the features alone (e.g. out[0] or out['features'])"
+        )
     if feats.ndim != 2 or feats.shape[1] != backbone.feature_dim:
-        raise ValueError(
+        raise ReuseSpecError(
             f"{backbone.name} returned features of shape {tuple(feats.shape)}; expected "
             f"(batch, {backbone.feature_dim}). If its input size is wrong ({_input_spec_summary(backbone)}), "
             "make the InputSpec match the size the model was built for"

@@ -46,8 +46,9 @@ class ReuseSession:
     def __init__(self, config: ReuseConfig | None = None, worker_id: str | None = None) -> None:
         self.config = config or ReuseConfig()
         self.worker_id = worker_id
-        self.feature_cache = FeatureCache(self.config.cache_dir / "features")
-        self.head_cache = FeatureCache(self.config.cache_dir / "heads", contents="probe heads")
+        cache_dir = self.config.cache_dir
+        self.feature_cache = FeatureCache(cache_dir / "features", cache_dir=cache_dir)
+        self.head_cache = FeatureCache(cache_dir / "heads", contents="probe heads", cache_dir=cache_dir)
         self.extractions = 0
         self._backbones: dict[str, Backbone] = {}
         self._tasks: dict[tuple[str, int], Task] = {}

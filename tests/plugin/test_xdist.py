@@ -177,15 +177,18 @@ def _without_timings(value: Any) -> Any:
 
 
 def _score_table(stdout: str) -> list[str]:
-    """The summary table's lines without the secs and cache columns (cut at the column 'secs')."""
+    """The summary table's cells without the secs and cache columns (the last two).
+
+    Cells are split on runs of two or more spaces, not cut at the header's 'secs' position: the secs
+    column is right-aligned, so a spec that took 10 s or more under load starts its value left of it.
+    """
     lines = stdout.splitlines()
     start = next(i for i, line in enumerate(lines) if re.fullmatch(r"=+ reusespec scores =+", line))
-    cut = lines[start + 1].index("secs")
     table = []
     for line in lines[start + 1 :]:
         if not line.strip() or line.startswith(("=", "reusespec")):
             break
-        table.append(line[:cut].rstrip())
+        table.append(" | ".join(re.split(r"\s{2,}", line.strip())[:-2]))
     return table
 
 

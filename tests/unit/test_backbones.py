@@ -414,9 +414,11 @@ def test_a_factory_module_that_fails_to_import_shows_its_own_error(
     dependency = name[: len("rs_broken_") + 4]
     (tmp_path / f"{name}.py").write_text(f"import {dependency}\n\ndef factory():\n    return None\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(ModuleNotFoundError) as info:
+    with pytest.raises(ReuseSpecError) as info:
         resolve(f"{name}:factory", tmp_path)
-    assert info.value.name == dependency
+    assert not isinstance(info.value, UnknownBackboneError)  # the module exists: its import failed
+    assert isinstance(info.value.__cause__, ModuleNotFoundError) and info.value.__cause__.name == dependency
+    assert name in str(info.value) and dependency in str(info.value)
 
 
 # --- head and blocks of torchvision's families -------------------------------------------------

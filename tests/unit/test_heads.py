@@ -93,4 +93,12 @@ def test_the_grid_is_part_of_the_key(warm_cache: Path, grid: tuple[float, ...]) 
     reuse.probe("zoo:digits-cnn", "sklearn-digits")
     reuse.session.probe_fits.clear()  # only the disk cache could answer now
     result, *_ = reuse._probe("zoo:digits-cnn", "sklearn-digits", None, grid)
-    assert len(fits(log)) == 2 and result.l2 in grid
+    assert len(fits(log)) == 2
+    # The head was fitted over this grid: its sweep holds every grid point, plus, for a grid of
+    # several points, the refinement half a step either side of the best one, inside the grid.
+    (fit,) = reuse.session.probe_fits.values()
+    swept = [l2 for l2, _ in fit.sweep]
+    assert set(grid) <= set(swept) and result.l2 in swept
+    assert min(grid) <= result.l2 <= max(grid)
+    if len(grid) == 1:
+        assert swept == [grid[0]] and result.l2 == grid[0]

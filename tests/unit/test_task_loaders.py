@@ -504,10 +504,13 @@ def test_test_folder_labels_follow_the_train_folder_classes(tmp_path: Path) -> N
         load_image_folder(tmp_path, size=8)
 
 
-def test_missing_image_folder_is_a_missing_dataset(tmp_path: Path) -> None:
+def test_a_missing_image_folder_fails_with_its_path(tmp_path: Path) -> None:
+    """A folder the user named is a mistake in the spec when it is wrong (like a missing file:
+    checkpoint): a failure, never a skip, so a typo cannot pass a CI gate."""
     absent = tmp_path / "no-such-folder"
-    with pytest.raises(MissingDatasetError, match=re.escape(str(absent))):
+    with pytest.raises(TaskError, match=re.escape(str(absent))) as caught:
         load_image_folder(absent)
+    assert not isinstance(caught.value, ResourceUnavailable)
 
 
 def _empty_class_folders(root: Path) -> None:

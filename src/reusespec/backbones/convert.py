@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
+import types
+from typing import Any
 
 import torch
 from torch import nn
@@ -120,13 +124,75 @@ def _expand_towards(model: nn.Module, name: str, target: str) -> list[str]:
     return out
 
 
+def backbone_fingerprint(model: nn.Module) -> str:
+    """Identity of what computes the features: the weights and the code that uses them.
+
+    The code is every submodule's class, the source of its ``forward`` (its bytecode where the source
+    is not available; source is the same on every Python version), and its plain settings (numbers,
+    strings, tuples: a chosen layer, a scale), so two factories with the same weights but other
+    forward code, or a factory whose code was edited, never share cached features.
+    """
+    return digest(
+        "backbone", type(model).__name__, architecture_identity(model), state_dict_digest(model.state_dict())
+    )
+
+
+def architecture_identity(model: nn.Module) -> str:
+    parts = []
+    for name, module in model.named_modules():
+        cls: Any = type(module)
+        code = _forward_identity(cls)
+        settings = {
+            key: value
+            for key, value in vars(module).items()
+            if not key.startswith("_") and key != "training" and _plain(value)
+        }
+        # A forward replaced on the instance, and forward hooks, change the output as much as the class.
+        replaced = [
+            _callable_identity(value)
+            for key, value in vars(module).items()
+            if key == "forward" or (key.startswith("_forward") and key.endswith("hooks"))
+        ]
+        parts.append([name, f"{cls.__module__}.{cls.__qualname__}", code, settings, replaced])
+    return digest("architecture", parts)
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, (tuple, list)):
+        return all(_plain(v) for v in value)
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+@functools.lru_cache(maxsize=1024)
+def _forward_identity(cls: Any) -> str:
+    forward = getattr(cls, "forward", None)
+    if not isinstance(forward, types.FunctionType):
+        return ""
+    try:
+        return digest("source", inspect.getsource(forward))
+    except (OSError, TypeError):  # defined in a REPL or generated: no source file
+        return _code_identity(forward.__code__)
+
+
+def _callable_identity(value: Any) -> str:
+    if isinstance(value, dict):  # a hook dict: id -> hook
+        return digest([_callable_identity(hook) for hook in value.values()])
+    code = getattr(getattr(value, "__func__", value), "__code__", None)
+    return _code_identity(code) if isinstance(code, types.CodeType) else type(value).__qualname__
+
+
+def _code_identity(code: types.CodeType) -> str:
+    consts = [_code_identity(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts]
+    return digest("code", code.co_code.hex(), consts, list(code.co_names))
+
+
 def classifier_to_backbone(
     name: str, model: nn.Module, input_spec: InputSpec, *, head: str | None = None, meta: dict | None = None
 ) -> Backbone:
     """Wrap a classifier as a :class:`Backbone`, keeping the removed head as ``source_head``."""
     model = model.eval()
     head = head or find_head(model)
-    fingerprint = digest("backbone", type(model).__name__, state_dict_digest(model.state_dict()))
+    fingerprint = backbone_fingerprint(model)
     parent_name, _, leaf = head.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     source_head = getattr(parent, leaf)
@@ -153,11 +219,25 @@ def module_to_backbone(
     model = model.eval()
     with torch.inference_mode():
         probe = torch.zeros(1, input_spec.channels, *input_spec.size)
-        out = model(probe)
+        try:
+            out = model(probe)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ReuseSpecError(
+                f"{name}: the model cannot run on the input its InputSpec describes (channels="
+                f"{input_spec.channels}, size={input_spec.size[0]}x{input_spec.size[1]}): {first}. Make the "
+                "InputSpec your factory returns match the model's first layer and the size it was built for"
+            ) from exc
+    if not isinstance(out, torch.Tensor):
+        raise ReuseSpecError(
+            f"{name}: a feature extractor must return one tensor (batch, features); its forward returned a "
+            f"{type(out).__name__}. Return the features alone (e.g. wrap the model and pick out[0] or "
+            "out['features']), or return a reusespec.Backbone"
+        )
     if out.ndim != 2:
         raise ReuseSpecError(
             f"{name}: a feature extractor must return (batch, features); it returned shape {tuple(out.shape)}"
         )
-    fingerprint = digest("backbone", type(model).__name__, state_dict_digest(model.state_dict()))
+    fingerprint = backbone_fingerprint(model)
     blocks = find_blocks(model, head="")
     return Backbone(name, model, int(out.shape[1]), input_spec, fingerprint, None, blocks, dict(meta or {}))

@@ -27,6 +27,7 @@ from torch import nn
 from reusespec.backbones.base import Backbone, InputSpec
 from reusespec.backbones.convert import classifier_to_backbone, find_head, module_to_backbone
 from reusespec.errors import ReuseSpecError, UnknownBackboneError
+from reusespec.hashing import digest
 
 
 @dataclass
@@ -56,12 +57,17 @@ def schemes() -> list[str]:
 def resolve_backbone(spec: str, context: BackboneContext) -> Backbone:
     """Resolve a backbone string into a :class:`Backbone` (a fresh model; callers cache)."""
     scheme, sep, rest = spec.partition(":")
-    if not sep or not rest:
+    if not sep or not rest or not scheme:
         raise UnknownBackboneError(_unknown_message(spec))
     loader = _SCHEMES.get(scheme)
-    if loader is not None:
-        return loader(spec, rest, context)
-    return load_factory_backbone(spec, scheme, rest)
+    try:
+        if loader is not None:
+            return loader(spec, rest, context)
+        return load_factory_backbone(spec, scheme, rest)
+    except ReuseSpecError:
+        raise
+    except Exception as exc:  # a loader's or factory's own failure: say which backbone, keep the cause
+        raise ReuseSpecError(f"{spec}: loading the backbone failed: {_cause(exc)}") from exc
 
 
 def build_architecture(arch: str) -> tuple[nn.Module, InputSpec]:
@@ -98,23 +104,62 @@ def load_factory_backbone(spec: str, module_name: str, attr: str) -> Backbone:
     try:
         find_head(module)
     except ReuseSpecError:
-        return module_to_backbone(spec, module, input_spec, meta=meta)
-    return classifier_to_backbone(spec, module, input_spec, meta=meta)
+        backbone = module_to_backbone(spec, module, input_spec, meta=meta)
+    else:
+        backbone = classifier_to_backbone(spec, module, input_spec, meta=meta)
+    # The factory string is part of what computes the features: two factories may wire the same
+    # weights and classes differently (hooks, closures) in ways the code identity cannot see.
+    backbone.fingerprint = digest("factory", spec, backbone.fingerprint)
+    return backbone
 
 
 def _call_factory(spec: str, module_name: str, attr: str) -> object:
+    if not module_name or not all(part.isidentifier() for part in module_name.split(".")):
+        raise UnknownBackboneError(_unknown_message(spec))
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
-            raise UnknownBackboneError(_unknown_message(spec)) from None
-        raise  # the user's module itself failed to import something: show their error
-    factory = getattr(module, attr, None)
+            found = exc.name.rpartition(".")[0]  # the part of the path that does exist, if any
+            missing = exc.name.rpartition(".")[2]
+            hint = (
+                f" ({found!r} was found but has no {missing!r}: is the module name misspelt?)"
+                if found
+                else ""
+            )
+            raise UnknownBackboneError(
+                f"{_unknown_message(spec)}. Importing {module_name!r} failed: {exc}{hint}"
+            ) from None
+        needed = exc.name.split(".")[0] if exc.name else "..."
+        raise ReuseSpecError(
+            f"{spec}: the module {module_name!r} was found but failed to import: {_cause(exc)}. "
+            f"Install what it needs (pip install {needed}) or fix its imports"
+        ) from exc
+    except Exception as exc:  # the user's module raised while importing: their error, with context
+        raise ReuseSpecError(f"{spec}: importing the module {module_name!r} failed: {_cause(exc)}") from exc
+    try:
+        factory = getattr(module, attr, None)
+    except Exception:  # a module __getattr__ that raises
+        factory = None
     if not callable(factory):
         raise UnknownBackboneError(f"{spec}: module {module_name!r} has no callable {attr!r}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # a factory that initialises randomly gives the same weights every run
-        return factory()
+        try:
+            return factory()
+        except ReuseSpecError:
+            raise
+        except Exception as exc:
+            raise ReuseSpecError(
+                f"{spec}: the factory {module_name}.{attr}() raised {_cause(exc)}; the traceback above "
+                "shows where"
+            ) from exc
+
+
+def _cause(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(exc).__name__}: {first[:300]}" if first else type(exc).__name__
 
 
 def _module_and_spec(obj: object, spec: str) -> tuple[nn.Module, InputSpec]:

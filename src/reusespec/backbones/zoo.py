@@ -5,12 +5,16 @@ is trained on the pool (train + val) of ``mnist5k:0-4`` and saved as safetensors
 cache, named by a digest of the recipe; every later use, in any process, loads that file.
 Training runs single-threaded with a fixed seed, so the checkpoint is the same on every
 run of the same machine and library versions.
+
+A checkpoint is written atomically with a checksum (:mod:`reusespec.atomic`) and verified on
+every read: a damaged one (truncated, altered) is discarded and rebuilt, and counted in
+:func:`reusespec.cache.repair_counts`; temporary files of builders that were killed are removed.
+An unusable cache directory falls back as the feature cache does (:func:`reusespec.cache.writable_root`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -19,17 +23,21 @@ from pathlib import Path
 import numpy as np
 import torch
 from filelock import FileLock
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
 from torch import nn
 
+from reusespec import atomic
 from reusespec.backbones.base import Backbone, InputSpec, approximate_macs
 from reusespec.backbones.convert import classifier_to_backbone
+from reusespec.cache import lock_path, record_repair, writable_root
 from reusespec.errors import UnknownBackboneError
 from reusespec.hashing import digest
 
 MNIST_INPUT = InputSpec(channels=1, size=(28, 28), mean=(0.1307,), std=(0.3081,))
 SOURCE_TASK = "mnist5k:0-4"
-ZOO_FORMAT = 1
+ZOO_FORMAT = 2  # 2: written with a checksum sidecar
 
 
 def _conv_block(cin: int, cout: int) -> nn.Sequential:
@@ -127,35 +135,69 @@ def checkpoint_path(name: str, cache_dir: Path) -> Path:
 
 def load_zoo_backbone(name: str, cache_dir: Path, progress: Callable[[str], None] | None = None) -> Backbone:
     """Load a zoo backbone, pretraining and caching it first if this cache has none."""
-    path = ensure_checkpoint(name, cache_dir, progress)
+    path, state = _checkpoint(name, cache_dir, progress)
     model = ARCHITECTURES[recipe_for(name).architecture]()
-    model.load_state_dict(load_file(path))
+    model.load_state_dict(state)
     meta = {"source": "zoo", "checkpoint": str(path), **asdict(recipe_for(name))}
     return classifier_to_backbone(f"zoo:{name}", model, MNIST_INPUT, meta=meta)
 
 
 def ensure_checkpoint(name: str, cache_dir: Path, progress: Callable[[str], None] | None = None) -> Path:
-    """Path of the zoo checkpoint, built once across processes under a file lock."""
+    """Path of the verified zoo checkpoint, built once across processes under a file lock."""
+    return _checkpoint(name, cache_dir, progress)[0]
+
+
+def _checkpoint(
+    name: str, cache_dir: Path, progress: Callable[[str], None] | None
+) -> tuple[Path, dict[str, torch.Tensor]]:
+    """The checkpoint's path and weights: read and verified, or (re)built under the lock."""
     path = checkpoint_path(name, cache_dir)
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
-        if path.exists():  # another process built it while we waited
-            return path
+    state = _read_verified(path)
+    if state is not None:
+        return path, state
+    write_dir = writable_root(path.parent, "zoo checkpoints", cache_dir, subdirs=())
+    target = write_dir / path.name
+    if target != path and (state := _read_verified(target)) is not None:
+        return target, state
+    with FileLock(str(lock_path(write_dir, path.name))):
+        state = _read_verified(target)  # another process built it while we waited
+        if state is not None:
+            return target, state
+        if _discard(target):
+            record_repair("zoo checkpoints")
+            if progress:
+                progress(f"zoo:{name}: the cached checkpoint {target} was damaged; rebuilding it")
+        record_repair("temp files", atomic.remove_stale_temps(write_dir))
         start = time.perf_counter()
         recipe = recipe_for(name)
-        model = pretrain(recipe)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        save_file(
-            {k: v.contiguous() for k, v in model.state_dict().items()},
-            str(tmp),
-            metadata={"reusespec.arch": f"zoo:{name}", "reusespec.recipe": json.dumps(asdict(recipe))},
-        )
-        os.replace(tmp, path)
+        state = {k: v.contiguous() for k, v in pretrain(recipe).state_dict().items()}
+        metadata = {"reusespec.arch": f"zoo:{name}", "reusespec.recipe": json.dumps(asdict(recipe))}
+        atomic.write_bytes(target, save_safetensors(state, metadata=metadata), checksum=True)
         if progress:
             progress(f"built zoo:{name} ({recipe.description}) in {time.perf_counter() - start:.1f}s")
-    return path
+    return target, state
+
+
+def _read_verified(path: Path) -> dict[str, torch.Tensor] | None:
+    """The checkpoint's weights if the file is whole (its checksum matches), else None."""
+    if not path.exists():
+        return None
+    try:
+        return load_safetensors(atomic.read_verified(path))
+    except (atomic.DamagedFileError, SafetensorError, ValueError):
+        return None
+
+
+def _discard(path: Path) -> bool:
+    """Remove a damaged checkpoint and its checksum; whether there was anything to remove."""
+    found = False
+    for stale in (path, path.with_name(path.name + atomic.CHECKSUM_SUFFIX)):
+        try:
+            stale.unlink()
+            found = True
+        except FileNotFoundError:
+            pass
+    return found
 
 
 def pretrain(recipe: ZooRecipe) -> nn.Module:

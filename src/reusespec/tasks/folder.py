@@ -24,11 +24,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from reusespec.errors import MissingDatasetError, TaskError
+from reusespec.errors import TaskError
 from reusespec.tasks.base import Split, Task
-from reusespec.tasks.splits import stratified_split
+from reusespec.tasks.splits import check_splits, stratified_split
 
 SPLIT_FOLDERS = ("train", "val", "test")
+# Decoded images are held in memory: refuse a task that would need more than this before decoding.
+MAX_TASK_BYTES = 16 * 2**30
 
 # Modes whose pixels carry no colour: such images become single-channel when all images are.
 _GRAYSCALE_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
@@ -54,7 +56,15 @@ def _class_folders(directory: Path) -> list[str]:
 def _images_in(class_dir: Path, extensions: tuple[str, ...]) -> list[Path]:
     """Image files below ``class_dir`` (nested folders included), in a stable order."""
     found: list[Path] = []
+    seen: dict[tuple[int, int], str] = {}
     for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+        info = os.stat(dirpath)
+        first = seen.setdefault((info.st_dev, info.st_ino), dirpath)
+        if first != dirpath:  # a symlink back to a folder already walked: a loop, or the same images twice
+            raise TaskError(
+                f"{dirpath} is the folder {first} again (a symbolic link leads back to it); reading on would "
+                "loop forever or count its images twice. Remove the link."
+            )
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         found.extend(
             Path(dirpath) / name
@@ -162,9 +172,21 @@ def load_image_folder(
     """
     if not str(path).strip():
         raise TaskError(f"no image folder given; {_LAYOUT_HINT}")  # Path("") would mean the cwd
-    root = Path(path).expanduser()
+    try:
+        root = Path(path).expanduser()
+    except RuntimeError:  # "Could not determine home directory" for ~nosuchuser
+        user = str(path)[1:].split("/")[0]
+        raise TaskError(
+            f"image folder {str(path)!r}: there is no user {user!r} whose home directory '~{user}' could "
+            "stand for; write the path out in full"
+        ) from None
     if not root.exists():
-        raise MissingDatasetError(f"image folder not found: {root.absolute()}; {_LAYOUT_HINT}")
+        # A path the user wrote is a mistake in the spec when wrong, not a dataset this machine may
+        # lack: fail (not skip), so a typo cannot pass a CI gate.
+        raise TaskError(
+            f"image folder not found: {root.absolute()} (resolved from the working directory {Path.cwd()}); "
+            f"{_LAYOUT_HINT}"
+        )
     if not root.is_dir():
         raise TaskError(f"{root} is a file, not a folder; {_LAYOUT_HINT}")
     if size < 1:
@@ -208,7 +230,14 @@ def load_image_folder(
             "add images or change fractions"
         )
 
-    mode = _pixel_mode([p for paths, _ in parts.values() for p in paths])
+    all_paths = [p for paths, _ in parts.values() for p in paths]
+    mode = _pixel_mode(all_paths)
+    needed = len(all_paths) * (1 if mode == "L" else 3) * size * size
+    if needed > MAX_TASK_BYTES:
+        raise TaskError(
+            f"{root}: {len(all_paths)} images at size={size} would take {needed / 2**30:,.1f} GiB in memory, "
+            f"more than {MAX_TASK_BYTES / 2**30:.0f} GiB; choose a smaller ?size="
+        )
     # Fingerprints follow the pixels and labels, not where the folder happens to live.
     parent = "image-folder"
     splits = {
@@ -217,7 +246,7 @@ def load_image_folder(
         )
         for name, (paths, labels) in parts.items()
     }
-    return Task(
+    task = Task(
         name=f"folder:{root.name}",
         class_names=class_names,
         train=splits["train"],
@@ -233,3 +262,5 @@ def load_image_folder(
             "seed": seed,
         },
     )
+    check_splits(task, str(root))
+    return task

@@ -10,12 +10,17 @@ Examples::
     cifar100                torchvision's CIFAR-100 from the data directory
     folder:/data/pets?size=128   your own images, one folder per class
 
-Query keys: ``shots`` (k-shot training split), ``val`` (validation fraction), ``size``
-(image side for ``folder:``).
+Query keys: ``shots`` (k-shot training split), ``val`` (validation fraction; not for ``folder:``,
+whose folders or fractions make the splits), ``size`` (image side for ``folder:`` only).
+
+Strings are checked before anything is loaded (ASCII digits only, class ranges checked
+arithmetically, options the task does not take refused), and the task that comes out is checked
+once more: every split non-empty with at least two classes.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,9 +31,13 @@ import numpy as np
 from reusespec.errors import TaskError, UnknownTaskError
 from reusespec.tasks.base import Split, Task
 from reusespec.tasks.bundled import BUNDLED, load_bundled_task
-from reusespec.tasks.splits import k_shot
+from reusespec.tasks.splits import check_splits, k_shot
 
 QUERY_KEYS = {"shots", "val", "size"}
+FOLDER_KEYS = {"shots", "size"}
+MAX_IMAGE_SIDE = 4096
+_CLASS_LIST = re.compile(r"[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*", re.ASCII)
+_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -48,8 +57,24 @@ def parse_task_spec(spec: str) -> TaskRequest:
             f"task {spec!r}: unknown option(s) {sorted(unknown)}; valid options are {sorted(QUERY_KEYS)}"
         )
     if base.startswith("folder:"):
+        not_taken = set(options) - FOLDER_KEYS
+        if not_taken:
+            raise UnknownTaskError(
+                f"task {spec!r}: a folder task does not take {sorted(not_taken)} (its train/val/test "
+                f"folders, or fixed fractions, make the splits); it takes {sorted(FOLDER_KEYS)}"
+            )
         return TaskRequest(spec, "folder", base[len("folder:") :], options)
     name, _, selector = base.partition(":")
+    if "size" in options:
+        raise UnknownTaskError(
+            f"task {spec!r}: only folder: tasks take size= (the side images are resized to); "
+            f"{name!r} has images of a fixed size"
+        )
+    if selector and selector not in RELABELLINGS and not _CLASS_LIST.fullmatch(selector):
+        raise UnknownTaskError(
+            f"task {spec!r}: cannot read class selector {selector!r}; write a range '5-9', a list "
+            f"'0,2,4' (ASCII digits), or one of {sorted(RELABELLINGS)}"
+        )
     return TaskRequest(spec, name, selector or None, options)
 
 
@@ -75,7 +100,13 @@ def load_task(
     elif request.name == "folder":
         from reusespec.tasks.folder import load_image_folder
 
-        task = load_image_folder(request.selector or "", seed=seed, size=_int_option(request, "size", 64))
+        size = _int_option(request, "size", 64)
+        if not 1 <= size <= MAX_IMAGE_SIDE:
+            raise TaskError(
+                f"task {spec!r}: size={size} must be a side in pixels between 1 and {MAX_IMAGE_SIDE}, "
+                "e.g. '?size=64'"
+            )
+        task = load_image_folder(request.selector or "", seed=seed, size=size)
         request = replace(request, selector=None)
     else:
         from reusespec.tasks.torchvision_data import (
@@ -99,6 +130,7 @@ def load_task(
     if "shots" in request.options:
         shots = _int_option(request, "shots", 0)
         task = few_shot(task, shots, seed)
+    check_splits(task, spec)
     return replace(task, name=spec)
 
 
@@ -154,25 +186,42 @@ RELABELLINGS: dict[str, Callable[[Task], tuple[list[str], dict[int, int]]]] = {
 
 
 def _parse_class_list(selector: str, task: Task) -> list[int]:
-    chosen: list[int] = []
-    try:
-        for part in selector.split(","):
-            lo, sep, hi = part.partition("-")
-            chosen.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
-    except ValueError:
+    if not _CLASS_LIST.fullmatch(selector):
         raise UnknownTaskError(
             f"task {task.name!r}: cannot read class selector {selector!r}; write a range '5-9', a list "
-            f"'0,2,4', or one of {sorted(RELABELLINGS)}"
-        ) from None
-    bad = [c for c in chosen if not 0 <= c < task.num_classes]
-    if bad:
-        raise TaskError(f"task {task.name!r} has classes 0..{task.num_classes - 1}; selector asks for {bad}")
+            f"'0,2,4' (ASCII digits), or one of {sorted(RELABELLINGS)}"
+        )
+    chosen: list[int] = []
+    for part in selector.split(","):
+        lo_text, sep, hi_text = part.partition("-")
+        lo, hi = int(lo_text), int(hi_text) if sep else int(lo_text)
+        # Checked as numbers before any list is built: '0-30000000' fails at once.
+        if not (0 <= lo < task.num_classes and 0 <= hi < task.num_classes):
+            raise TaskError(
+                f"task {task.name!r} has classes 0..{task.num_classes - 1}; selector {_short(selector)!r} "
+                f"asks for {_out_of_range(lo, max(lo, hi), task.num_classes)}"
+            )
+        if hi < lo:
+            raise TaskError(f"task {task.name!r}: class range {part!r} runs backwards; write '{hi}-{lo}'")
+        chosen.extend(range(lo, hi + 1))
     if len(set(chosen)) < 2:
         raise TaskError(
             f"task {task.name!r}: selector {selector!r} keeps fewer than two classes; a classification "
             "task needs at least two, e.g. '5-9' or '0,2,4'"
         )
     return sorted(set(chosen))
+
+
+def _out_of_range(lo: int, hi: int, num_classes: int, shown: int = 5) -> str:
+    """The classes of ``lo..hi`` outside ``0..num_classes-1``: the first few, counted arithmetically."""
+    first = max(lo, num_classes)
+    count = hi - first + 1
+    listed = list(range(first, min(hi, first + shown - 1) + 1))
+    return f"{listed}" if count <= shown else f"[{', '.join(map(str, listed))}, ...] ({count:,} classes)"
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _int_option(request: TaskRequest, key: str, default: int) -> int:
@@ -186,7 +235,11 @@ def _float_option(request: TaskRequest, key: str, default: float) -> float:
     raw = request.options.get(key)
     if raw is None:
         return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise UnknownTaskError(f"task {request.spec!r}: option {key}={raw!r} is not a number") from None
+    if not _NUMBER.fullmatch(raw.strip()):  # float() would also take '٥', 'inf', 'nan' and '1_0'
+        raise UnknownTaskError(
+            f"task {request.spec!r}: option {key}={_short(raw)!r} is not a number (ASCII digits)"
+        )
+    value = float(raw)
+    if not np.isfinite(value):
+        raise UnknownTaskError(f"task {request.spec!r}: option {key}={_short(raw)!r} is too large")
+    return value

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from reusespec.errors import TaskError
+
+if TYPE_CHECKING:
+    from reusespec.tasks.base import Task
 
 
 def stratified_split(labels: np.ndarray, fractions: tuple[float, ...], seed: int) -> tuple[np.ndarray, ...]:
@@ -44,3 +49,26 @@ def k_shot(labels: np.ndarray, shots: int, seed: int) -> np.ndarray:
             )
         chosen.append(rng.choice(members, size=shots, replace=False))
     return np.sort(np.concatenate(chosen))
+
+
+def check_splits(task: Task, spec: str) -> None:
+    """Every split must hold examples of at least two classes: an empty validation split cannot
+    choose the L2 strength, and a single-class test split scores any classifier 1.0 or 0.0."""
+    for split in task.splits():
+        classes = np.unique(split.labels)
+        if len(split) == 0:
+            raise TaskError(
+                f"task {spec!r}: the {split.name} split is empty ({_sizes(task)}); "
+                "give the split a larger share (e.g. '?val=0.2') or add examples"
+            )
+        if len(classes) < 2:
+            only = task.class_names[int(classes[0])]
+            raise TaskError(
+                f"task {spec!r}: the {split.name} split holds a single class ({only!r}, "
+                f"{len(split)} example(s); {_sizes(task)}); scores on it mean nothing. Add examples of the "
+                "other classes or choose other classes"
+            )
+
+
+def _sizes(task: Task) -> str:
+    return "train/val/test = " + "/".join(str(len(s)) for s in task.splits())
