@@ -5,6 +5,7 @@ Skips (naming the install command) where the asset packages are not installed.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -28,6 +29,7 @@ def require(family: str) -> Path:
         pytest.skip(str(exc))
 
 
+@functools.cache
 def foolbox_photos() -> list[tuple[torch.Tensor, int]]:
     """foolbox's 20 ImageNet sample photos as uint8 (1, 3, H, W) with their labels (in the file names)."""
     from PIL import Image
@@ -49,7 +51,8 @@ def top1(name: str, photos: list[tuple[torch.Tensor, int]]) -> list[int]:
     backbone = resolve_backbone(name, BackboneContext(cache_dir=Path(".")))
     assert backbone.source_head is not None
     with torch.inference_mode():
-        return [int(backbone.source_head(backbone.model(backbone.prepare(x))).argmax()) for x, _ in photos]
+        batch = torch.cat([backbone.prepare(x) for x, _ in photos])  # photos differ in size; inputs do not
+        return backbone.source_head(backbone.model(batch)).argmax(1).tolist()
 
 
 @pytest.mark.parametrize("family", list(real_zoo.PRETRAINED))
@@ -81,10 +84,10 @@ def test_mobilenet_v2_classifies_the_sample_photos_as_torchvisions_published_mod
     published = torchvision.models.mobilenet_v2(weights=weights).eval()
     transform = weights.transforms()
     with torch.inference_mode():
-        theirs = [int(published(transform(x)).argmax()) for x, _ in photos]
+        theirs = published(torch.cat([transform(x) for x, _ in photos])).argmax(1).tolist()
     assert ours == theirs
     correct = sum(p == label for p, (_, label) in zip(ours, photos, strict=True))
-    assert correct >= 17  # measured 18/20; a broken load or preprocessing lands near 0
+    assert correct >= 17  # measured 19/20; a broken load or preprocessing lands near 0
 
 
 @pytest.mark.parametrize("family", ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"])
@@ -93,7 +96,7 @@ def test_efficientnet_lite_weights_classify_the_sample_photos(family: str) -> No
     photos = foolbox_photos()
     predictions = top1(f"zoo:{family}-imagenet", photos)
     correct = sum(p == label for p, (_, label) in zip(predictions, photos, strict=True))
-    assert correct >= 16, (family, correct)
+    assert correct >= 16, (family, correct)  # measured 17, 18, 18 of 20
 
 
 def test_random_twin_is_the_same_architecture_without_the_weights() -> None:

@@ -58,10 +58,10 @@ def test_input_spec_is_timms_eval_transform(name: str, tmp_path: Path) -> None:
     crop = next(t for t in transform.transforms if isinstance(t, transforms.CenterCrop))
     normalize = next(t for t in transform.transforms if isinstance(t, transforms.Normalize))
     spec = resolve_backbone(f"timm:{name}?file={path}", BackboneContext(cache_dir=tmp_path)).input_spec
-    assert spec.resize == resize.size if isinstance(resize.size, int) else resize.size[0]
+    assert spec.resize == (resize.size if isinstance(resize.size, int) else resize.size[0])
     assert list(spec.size) == list(crop.size)
-    assert spec.mean == pytest.approx(tuple(normalize.mean))
-    assert spec.std == pytest.approx(tuple(normalize.std))
+    assert spec.mean == pytest.approx(tuple(float(m) for m in normalize.mean))
+    assert spec.std == pytest.approx(tuple(float(m) for m in normalize.std))
     assert spec.interpolation == resize.interpolation.value
 
 
@@ -147,7 +147,8 @@ def test_a_package_adds_a_scheme_and_a_task_through_entry_points(
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fakeplugin\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text(
-        "[reusespec.schemes]\nfakescheme = fakeplugin:load\n\n[reusespec.tasks]\nsquares = fakeplugin:squares\n"
+        "[reusespec.schemes]\nfakescheme = fakeplugin:load\n\n"
+        "[reusespec.tasks]\nsquares = fakeplugin:squares\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     backbone = resolve_backbone("fakescheme:5", BackboneContext(cache_dir=tmp_path))

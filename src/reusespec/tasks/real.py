@@ -183,14 +183,10 @@ def _task(
     train_in_pool, val_in_pool = stratified_split(strata[pool], (1 - share, share), seed)
     parts = {"train": pool[train_in_pool], "val": pool[val_in_pool], "test": test}
     splits = {split: make(split, positions) for split, positions in parts.items()}
-    return Task(
-        name,
-        list(class_names),
-        splits["train"],
-        splits["val"],
-        splits["test"],
-        meta={"source": name, "split_seed": seed, "test_split_seed": TEST_SPLIT_SEED},
-    )
+    meta = {"source": name, "split_seed": seed, "test_split_seed": TEST_SPLIT_SEED}
+    # Which rows of the (deduplicated) dataset each split holds, so a user can trace an example.
+    meta["positions"] = {split: positions.tolist() for split, positions in parts.items()}
+    return Task(name, list(class_names), splits["train"], splits["val"], splits["test"], meta=meta)
 
 
 register_task("elpv", load_elpv, selectors=("type",), description="solar-cell defects (4 classes) or type")
