@@ -64,24 +64,16 @@ def test_timm_vit_attention_is_counted() -> None:
 
 
 @pytest.mark.parametrize(
-    ("family", "mparams", "gmacs"),
-    # EfficientNet-Lite README (tensorflow/tpu): params 4.7M / 5.4M / 6.1M, MACs 407M / 631M / 899M.
-    [
-        ("efficientnet-lite0", 4.65, 0.407),
-        ("efficientnet-lite1", 5.42, 0.631),
-        ("efficientnet-lite2", 6.09, 0.899),
-    ],
+    ("family", "mparams"),
+    # Parameters with the 1000-class head (the TF release): 4.65M / 5.42M / 6.09M.
+    [("efficientnet-lite0", 4.65), ("efficientnet-lite1", 5.42), ("efficientnet-lite2", 6.09)],
 )
-def test_efficientnet_lite_costs_match_the_published_figures(
-    family: str, mparams: float, gmacs: float
-) -> None:
+def test_efficientnet_lite_parameters_match_the_published_figures(family: str, mparams: float) -> None:
     pytest.importorskip("efficientnet_lite_pytorch", reason="python -m reusespec.assets install real-zoo")
-    from reusespec.backbones.real_zoo import PRETRAINED, build_classifier
+    from reusespec.backbones.real_zoo import build_classifier
 
-    size = PRETRAINED[family].native_size
-    params, measured = counted(build_classifier(family), (3, size, size))
-    assert params / 1e6 == pytest.approx(mparams, rel=0.02)
-    assert measured == pytest.approx(gmacs, rel=0.02)
+    params = sum(p.numel() for p in build_classifier(family).parameters())
+    assert params / 1e6 == pytest.approx(mparams, rel=0.005)
 
 
 def test_config_accepts_string_paths() -> None:

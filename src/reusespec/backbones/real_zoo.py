@@ -236,7 +236,9 @@ def _lite_to_backbone(name: str, model: nn.Module, spec: InputSpec, meta: dict[s
     fingerprint = digest("backbone", type(model).__name__, state_dict_digest(model.state_dict()))
     head = model._fc
     assert isinstance(head, nn.Linear)
-    blocks = ["_conv_stem", *(f"_blocks.{i}" for i in range(len(model._blocks))), "_conv_head"]
+    stages = model.get_submodule("_blocks")
+    assert isinstance(stages, nn.ModuleList)
+    blocks = ["_conv_stem", *(f"_blocks.{i}" for i in range(len(stages))), "_conv_head"]
     model._fc = nn.Identity()
     return Backbone(name, model, head.in_features, spec, fingerprint, copy.deepcopy(head), blocks, meta)
 

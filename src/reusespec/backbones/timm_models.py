@@ -44,7 +44,7 @@ def import_timm() -> Any:
     except ImportError:
         raise MissingExtraError(
             f"timm: backbones need the timm package, which is not installed: {INSTALL_TIMM}"
-        )
+        ) from None
     return timm
 
 

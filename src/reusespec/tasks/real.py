@@ -22,7 +22,7 @@ import gzip
 import io
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -108,7 +108,7 @@ def load_elpv(selector: str | None, *, seed: int = 0, val_fraction: float = 0.2)
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickles numpy arrays and refuses every other global: the file is untrusted."""
 
-    ALLOWED = {
+    ALLOWED: ClassVar[set[tuple[str, str]]] = {
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"),
