@@ -436,10 +436,17 @@ class Reuse:
             spec = bb.input_spec
             weights_loaded = True
         except ResourceUnavailable as exc:
-            if not backbone.startswith("torchvision:"):
+            scheme, _, rest = backbone.partition(":")
+            try:
+                if scheme == "torchvision":
+                    model, spec = build_architecture(f"torchvision:{rest.split(':')[0]}:none")
+                elif scheme in ("timm", "zoo") and not rest.startswith("digits-"):
+                    model, spec = build_architecture(backbone)  # the architecture needs no weights
+                else:
+                    raise exc
+            except ResourceUnavailable:
                 self._unavailable(exc)
                 raise
-            model, spec = build_architecture(backbone.split(":")[0] + ":" + backbone.split(":")[1] + ":none")
             weights_loaded = False
         size = input_size or (spec.channels, *spec.size)
         measured = measure_complexity(
