@@ -4,6 +4,8 @@
   elpv-dataset package, four classes by defect probability (0, 1/3, 2/3, 1). Licence
   CC-BY-NC-SA 4.0: optional, never bundled.
 - ``elpv:type``: the same images labelled by cell type (mono / poly).
+- ``elpv:small``, ``elpv:type-small``, ``animal-mnist:small``: a fixed stratified subset of 600 images
+  (drawn once, before splitting), for specs that must run in CI time.
 - ``animal-mnist``: animal silhouettes, 28x28, 10 classes, from the animal-mnist package. The file
   holds 284 exact duplicate images; duplicates are removed *before* splitting, so no image is in
   two splits.
@@ -21,6 +23,7 @@ import functools
 import gzip
 import io
 import pickle
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -38,6 +41,10 @@ INSTALL_REAL_DATA = "python -m reusespec.assets install real-data"
 ELPV_DEFECT_CLASSES = ("functional", "possibly defective", "likely defective", "defective")
 ELPV_TYPES = ("mono", "poly")
 ANIMAL_CLASSES = tuple(str(i) for i in range(10))
+# ``:small`` variants: a fixed stratified subset (drawn once with seed 0, before splitting), so that
+# specs over the real zoo run in CI time on 2 CPU cores (docs/benchmarks.md, "Real zoo").
+SMALL_SIZE = 600
+SMALL_SEED = 0
 
 
 def _package_dir(package: str, task: str) -> Path:
@@ -82,23 +89,44 @@ def _elpv_images(root: Path, names: tuple[str, ...], positions: np.ndarray) -> t
 
 
 def load_elpv(selector: str | None, *, seed: int = 0, val_fraction: float = 0.2) -> Task:
+    """``elpv`` (defect class), ``elpv:type`` (mono/poly), and their ``small`` subsets.
+
+    Both label sets split the same cells the same way (stratified by defect class and type together),
+    and ``elpv:type`` relabels the defect task's splits, so features are extracted once for both.
+    """
     root, names, defect, kind = _elpv_table()
-    by_type = selector == "type"
-    labels = kind if by_type else defect
-    name = "elpv:type" if by_type else "elpv"
-    # The split is stratified by defect class and type together, so both tasks share it.
-    strata = defect * len(ELPV_TYPES) + kind
-    content = digest("elpv", (root / "labels.csv").read_bytes())
+    small = selector is not None and selector.endswith("small")
+    rows = _small_subset(defect * len(ELPV_TYPES) + kind) if small else np.arange(len(defect))
+    strata = (defect * len(ELPV_TYPES) + kind)[rows]
+    content = digest("elpv", (root / "labels.csv").read_bytes(), array_digest(rows))
+    base_name = "elpv:small" if small else "elpv"
 
     def make(split: str, positions: np.ndarray) -> Split:
-        fingerprint = digest("split", content, name, split, array_digest(positions), array_digest(labels))
+        cells = rows[positions]
+        fingerprint = digest("split", content, split, array_digest(cells), array_digest(defect[cells]))
 
         def load(idx: np.ndarray) -> torch.Tensor:
-            return _elpv_images(root, names, positions[np.asarray(idx)])
+            return _elpv_images(root, names, cells[np.asarray(idx)])
 
-        return Split(split, labels[positions], load, fingerprint)
+        return Split(split, defect[cells], load, fingerprint)
 
-    return _task(name, ELPV_TYPES if by_type else ELPV_DEFECT_CLASSES, strata, make, seed, val_fraction)
+    task = _task(base_name, ELPV_DEFECT_CLASSES, strata, make, seed, val_fraction, rows)
+    if selector is None or not selector.startswith("type"):
+        return task
+    positions = task.meta["positions"]
+
+    def relabel(split: Split) -> Split:
+        cells = rows[np.asarray(positions[split.name])]
+        return split.subset(np.arange(len(split)), kind[cells], tag="cell type")
+
+    return replace(
+        task,
+        name=f"elpv:{selector}",
+        class_names=list(ELPV_TYPES),
+        train=relabel(task.train),
+        val=relabel(task.val),
+        test=relabel(task.test),
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -153,13 +181,14 @@ def animal_mnist_arrays() -> tuple[torch.Tensor, np.ndarray, int]:
 
 def load_animal_mnist(selector: str | None, *, seed: int = 0, val_fraction: float = 0.2) -> Task:
     images, labels, _ = animal_mnist_arrays()
+    rows = _small_subset(labels) if selector == "small" else np.arange(len(labels))
+    name = "animal-mnist:small" if selector == "small" else "animal-mnist"
 
     def make(split: str, positions: np.ndarray) -> Split:
-        return Split.from_arrays(
-            split, images[torch.from_numpy(positions)], labels[positions], "animal-mnist"
-        )
+        chosen = rows[positions]
+        return Split.from_arrays(split, images[torch.from_numpy(chosen)], labels[chosen], name)
 
-    return _task("animal-mnist", ANIMAL_CLASSES, labels, make, seed, val_fraction)
+    return _task(name, ANIMAL_CLASSES, labels[rows], make, seed, val_fraction, rows)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -172,6 +201,7 @@ def _task(
     make: Any,
     seed: int,
     val_fraction: float,
+    rows: np.ndarray,
 ) -> Task:
     if not 0 < val_fraction < 1 - TEST_FRACTION:
         raise TaskError(
@@ -186,8 +216,26 @@ def _task(
     meta = {"source": name, "split_seed": seed, "test_split_seed": TEST_SPLIT_SEED}
     # Which rows of the (deduplicated) dataset each split holds, so a user can trace an example.
     meta["positions"] = {split: positions.tolist() for split, positions in parts.items()}
+    meta["rows"] = {split: rows[positions].tolist() for split, positions in parts.items()}
     return Task(name, list(class_names), splits["train"], splits["val"], splits["test"], meta=meta)
 
 
-register_task("elpv", load_elpv, selectors=("type",), description="solar-cell defects (4 classes) or type")
-register_task("animal-mnist", load_animal_mnist, description="animal silhouettes, 10 classes, deduplicated")
+def _small_subset(strata: np.ndarray) -> np.ndarray:
+    """A fixed stratified subset of SMALL_SIZE rows (seed 0, whatever the run's seed), sorted."""
+    share = min(1.0, SMALL_SIZE / len(strata))
+    chosen, _ = stratified_split(strata, (share, 1 - share), SMALL_SEED)
+    return chosen
+
+
+register_task(
+    "elpv",
+    load_elpv,
+    selectors=("type", "small", "type-small"),
+    description="solar-cell defects (4 classes) or cell type; 'small': a fixed 600-cell subset",
+)
+register_task(
+    "animal-mnist",
+    load_animal_mnist,
+    selectors=("small",),
+    description="animal silhouettes, 10 classes, deduplicated; 'small': a fixed 600-image subset",
+)
