@@ -107,3 +107,15 @@ def test_the_unpickler_refuses_anything_but_numpy_arrays(tmp_path: pytest.TempPa
     with gzip.open(path, "wb") as handle:
         pickle.dump(np.arange(5), handle)
     assert real._read_numpy_pickle(path).tolist() == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("spec", ["elpv:small", "animal-mnist:small"])
+def test_small_subsets_are_fixed_disjoint_and_stratified(spec: str) -> None:
+    task, other_seed = task_or_skip(spec), task_or_skip(spec, seed=3)
+    rows = [set(task.meta["rows"][name]) for name in ("train", "val", "test")]
+    assert sum(len(r) for r in rows) == len(set.union(*rows))
+    assert abs(len(set.union(*rows)) - 600) <= 2 * task.num_classes  # rounded per stratum
+    assert set.union(*rows) == set.union(*(set(v) for v in other_seed.meta["rows"].values()))
+    assert task.test.fingerprint == other_seed.test.fingerprint
+    counts = np.bincount(np.concatenate([s.labels for s in task.splits()]))
+    assert counts.min() >= 1 and len(counts) == task.num_classes

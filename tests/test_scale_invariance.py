@@ -9,12 +9,19 @@ Degenerate features (NaN/Inf, constant) are reported naming the backbone.
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reusespec import ReuseSession
+from reusespec.backbones.base import Backbone, InputSpec
+from reusespec.backbones.convert import module_to_backbone
+from reusespec.backbones.registry import BackboneContext, register_scheme
+from reusespec.config import ReuseConfig
 from reusespec.errors import ReuseSpecError
 from reusespec.feature_checks import (
     DegenerateFeaturesError,
@@ -144,3 +151,43 @@ def test_informative_features_do_not_warn_at_any_scale(exponent: int) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_features(x * np.float32(10.0**exponent), "zoo:fine")
+
+
+class _Scaled(torch.nn.Module):
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        # A buffer, so the factor is part of the state dict and hence of the backbone's fingerprint.
+        self.register_buffer("factor", torch.tensor(factor))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor
+
+
+def _scaled_backbone(spec: str, rest: str, context: BackboneContext) -> Backbone:
+    """scaled:K: a seeded random MLP on pixels, its features times 10^K; 'dead' and 'nan' degenerate."""
+    torch.manual_seed(0)
+    layers: list[torch.nn.Module] = [torch.nn.Flatten(), torch.nn.Linear(28 * 28, 32), torch.nn.ReLU()]
+    if rest == "dead":
+        layers.append(_Scaled(0.0))
+    elif rest == "nan":
+        layers.append(_Scaled(float("nan")))
+    else:
+        layers.append(_Scaled(10.0 ** int(rest)))
+    spec_in = InputSpec(channels=1, size=(28, 28), mean=(0.1307,), std=(0.3081,))
+    return module_to_backbone(spec, torch.nn.Sequential(*layers), spec_in)
+
+
+def test_the_session_probes_tiny_features_and_names_degenerate_backbones(tmp_path: Path) -> None:
+    register_scheme("scaled", _scaled_backbone)
+    reuse = ReuseSession(ReuseConfig(cache_dir=tmp_path)).reuse()
+    plain = reuse.probe("scaled:0", "sklearn-digits").accuracy
+    tiny = reuse.probe("scaled:-9", "sklearn-digits").accuracy
+    assert plain > 0.8
+    assert abs(tiny - plain) <= 1 / 360 + 1e-9  # one test image at most
+    ranking = reuse.rank(["scaled:0", "scaled:-9", "scaled:-12"], "sklearn-digits", method="logme")
+    scores = list(ranking.scores_by_backbone.values())
+    assert max(scores) - min(scores) < 1e-6 * abs(max(scores))
+    with pytest.warns(DegenerateFeaturesWarning, match="scaled:dead"):
+        reuse.probe("scaled:dead", "sklearn-digits")
+    with pytest.raises(DegenerateFeaturesError, match="scaled:nan"):
+        reuse.probe("scaled:nan", "sklearn-digits")

@@ -4,7 +4,7 @@
   elpv-dataset package, four classes by defect probability (0, 1/3, 2/3, 1). Licence
   CC-BY-NC-SA 4.0: optional, never bundled.
 - ``elpv:type``: the same images labelled by cell type (mono / poly).
-- ``elpv:small``, ``elpv:type-small``, ``animal-mnist:small``: a fixed stratified subset of 600 images
+- ``elpv:small``, ``elpv:type-small``, ``animal-mnist:small``: a fixed stratified subset of about 600 images
   (drawn once, before splitting), for specs that must run in CI time.
 - ``animal-mnist``: animal silhouettes, 28x28, 10 classes, from the animal-mnist package. The file
   holds 284 exact duplicate images; duplicates are removed *before* splitting, so no image is in
@@ -231,11 +231,11 @@ register_task(
     "elpv",
     load_elpv,
     selectors=("type", "small", "type-small"),
-    description="solar-cell defects (4 classes) or cell type; 'small': a fixed 600-cell subset",
+    description="solar-cell defects (4 classes) or cell type; 'small': a fixed subset of about 600 cells",
 )
 register_task(
     "animal-mnist",
     load_animal_mnist,
     selectors=("small",),
-    description="animal silhouettes, 10 classes, deduplicated; 'small': a fixed 600-image subset",
+    description="animal silhouettes, 10 classes, deduplicated; 'small': a fixed subset of about 600 images",
 )
