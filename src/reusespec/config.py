@@ -26,3 +26,10 @@ class ReuseConfig:
     trusted_pickles: tuple[Path, ...] = ()
     batch_size: int = 256
     progress: Callable[[str], None] | None = None
+
+    def __post_init__(self) -> None:
+        # Paths given as strings (ReuseConfig(cache_dir="some/dir")) are joined with "/" later.
+        self.cache_dir = Path(self.cache_dir).expanduser()
+        if self.data_dir is not None:
+            self.data_dir = Path(self.data_dir).expanduser()
+        self.trusted_pickles = tuple(Path(p) for p in self.trusted_pickles)

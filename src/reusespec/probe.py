@@ -6,7 +6,9 @@ grid, then the head refitted on train + val with that strength and scored once o
 
 The objective is ``mean cross-entropy + l2/2 * ||W||^2`` (bias unpenalised), the same
 minimiser as scikit-learn's ``LogisticRegression(C=1/(l2 * n))``. Features are
-standardised with the training statistics so one grid fits every backbone. Each grid point
+standardised with the training statistics so one grid fits every backbone, whatever the scale of
+its features (a column counts as constant relative to its own magnitude, never below an absolute
+threshold: :mod:`reusespec.feature_checks`). Each grid point
 starts from the previous solution (strongest penalty first), so the sweep costs a few full
 fits rather than one per point.
 
@@ -32,6 +34,7 @@ import numpy.typing as npt
 import torch
 
 from reusespec.devices import single_thread_below
+from reusespec.feature_checks import RELATIVE_CONSTANT_TOLERANCE, column_scale
 
 DEFAULT_GRID = tuple(float(x) for x in np.logspace(-6, 2, 9))
 
@@ -148,10 +151,13 @@ def _best(sweep: dict[float, tuple[float, ParamsT]]) -> float:
 
 def _standardise_np(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and sample standard deviation (ddof=1), accumulated in float64, returned in x's dtype."""
-    mean = x.mean(axis=0, dtype=np.float64)
-    centred = x - mean.astype(x.dtype)
-    scale = np.sqrt(np.square(centred).sum(axis=0, dtype=np.float64) / max(len(x) - 1, 1))
-    scale = np.where(scale > 1e-8, scale, 1.0)  # constant features stay zero
+    # Squared in float64: features of magnitude 1e-20 would underflow to zero when squared in float32.
+    wide = x.astype(np.float64)
+    mean = wide.mean(axis=0)
+    scale = np.sqrt(np.square(wide - mean).sum(axis=0) / max(len(x) - 1, 1))
+    # Constant features stay zero; "constant" is relative to the column's own magnitude, so that the
+    # probe does not depend on the features' scale (reusespec.feature_checks).
+    scale = column_scale(scale, np.abs(wide).max(axis=0, initial=0.0))
     return mean.astype(x.dtype), scale.astype(x.dtype)
 
 
@@ -277,10 +283,15 @@ TorchParams = tuple[torch.Tensor, torch.Tensor]
 
 
 def _standardise_torch(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    mean = x.mean(dim=0)
-    scale = x.std(dim=0)
-    scale = torch.where(scale > 1e-8, scale, torch.ones_like(scale))  # constant features stay zero
-    return mean, scale
+    # Each column divided by its largest magnitude first: squares of tiny features would underflow
+    # in float32, and not every device has float64 (MPS). Constant is decided as on the CPU.
+    max_abs = x.abs().amax(dim=0)
+    unit = torch.where(max_abs > 0, max_abs, torch.ones_like(max_abs))
+    scaled = x / unit
+    mean = scaled.mean(dim=0) * unit
+    std = (scaled.std(dim=0) if len(x) > 1 else torch.zeros_like(unit)) * unit
+    constant = ~(std > RELATIVE_CONSTANT_TOLERANCE * max_abs)
+    return mean, torch.where(constant, torch.ones_like(std), std)
 
 
 @dataclass

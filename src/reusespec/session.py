@@ -21,6 +21,7 @@ from reusespec.cache import FeatureCache
 from reusespec.config import ReuseConfig
 from reusespec.devices import single_thread_below
 from reusespec.errors import ResourceUnavailable, TaskError
+from reusespec.feature_checks import check_features
 from reusespec.features import extract_features, feature_key
 from reusespec.heads import cached_fit, head_key
 from reusespec.metrics import classification_metrics
@@ -202,6 +203,12 @@ class Reuse:
                 bb, split, label=f"{backbone} on {task} [{split.name}]"
             )
             hits.append(hit)
+            check_features(
+                feats[split.name],
+                backbone,
+                f"{split.name} features on {task}",
+                warn_constant=split.name == "train",
+            )
         key = (bb.fingerprint, tk.fingerprint, tuple(l2_grid))
         fit = self.session.probe_fits.get(key)
         if fit is None:  # a shift, a suite and a profile on the same task share one clean probe
@@ -430,10 +437,17 @@ class Reuse:
             spec = bb.input_spec
             weights_loaded = True
         except ResourceUnavailable as exc:
-            if not backbone.startswith("torchvision:"):
+            scheme, _, rest = backbone.partition(":")
+            try:
+                if scheme == "torchvision":
+                    model, spec = build_architecture(f"torchvision:{rest.split(':')[0]}:none")
+                elif scheme in ("timm", "zoo") and not rest.startswith("digits-"):
+                    model, spec = build_architecture(backbone)  # the architecture needs no weights
+                else:
+                    raise exc
+            except ResourceUnavailable:
                 self._unavailable(exc)
                 raise
-            model, spec = build_architecture(backbone.split(":")[0] + ":" + backbone.split(":")[1] + ":none")
             weights_loaded = False
         size = input_size or (spec.channels, *spec.size)
         measured = measure_complexity(
@@ -466,6 +480,7 @@ class Reuse:
             ]
             hits += [hit for _, hit in parts]
             features = np.concatenate([np.asarray(f) for f, _ in parts])
+            check_features(features, name, f"training features on {task}")
             labels = np.concatenate([tk.train.labels, tk.val.labels])
             source_probs = None
             if bb.source_head is not None:

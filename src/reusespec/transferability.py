@@ -33,6 +33,8 @@ from sklearn.covariance import ledoit_wolf_shrinkage
 from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 
+from reusespec.feature_checks import DegenerateFeaturesError
+
 __all__ = [
     "SCORES",
     "SOURCE_HEAD_METHODS",
@@ -75,8 +77,24 @@ def _as_features(features: npt.ArrayLike, name: str = "features") -> FloatArray:
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ValueError(f"{name} is empty (shape {array.shape}); extract features for at least 2 samples.")
     if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} contains NaN or infinite values; check the backbone's forward pass.")
+        raise DegenerateFeaturesError(
+            f"{name} contains NaN or infinite values; check the backbone's forward pass."
+        )
     return array
+
+
+def _unit_rms(features: FloatArray) -> tuple[FloatArray, float]:
+    """The features divided by their root-mean-square entry, and that divisor (1 for all zeros).
+
+    Every score here is invariant to a uniform rescaling of the features in exact arithmetic, but
+    not in floating point: LogME adds a fixed 1e-5 to its alpha update and starts from alpha = 1,
+    which only suit features of magnitude about 1. Scoring the rescaled features makes every score
+    independent of the features' scale (a random deep network's can be of magnitude 1e-9).
+    """
+    rms = float(np.sqrt(np.mean(np.square(features))))
+    if not rms > 0 or not math.isfinite(rms):
+        return features, 1.0
+    return features / rms, rms
 
 
 def _class_ids_and_indices(
@@ -260,7 +278,7 @@ def logme_fit(
     features: npt.ArrayLike, labels: npt.ArrayLike, *, tol: float = 1e-3, max_iter: int = 11
 ) -> LogMEFit:
     """LogME with its per-class evidences and hyperparameters (see :func:`logme`)."""
-    f = _as_features(features)
+    f, rms = _unit_rms(_as_features(features))
     class_ids, y = _class_ids_and_indices(labels, f.shape[0])
     if tol <= 0 or max_iter < 1:
         raise ValueError(f"need tol > 0 and max_iter >= 1, got tol={tol}, max_iter={max_iter}.")
@@ -269,7 +287,8 @@ def logme_fit(
     for cls in range(int(y.max()) + 1):
         evidence, alpha, beta = _logme_one_target(u, sigma, (y == cls).astype(np.float64), tol, max_iter)
         evidences.append(evidence)
-        alphas.append(alpha)
+        # alpha was fitted on F / rms; F F^T / alpha is unchanged with alpha * rms^2 on F itself.
+        alphas.append(alpha * rms**2)
         betas.append(beta)
     return LogMEFit(
         score=float(np.mean(evidences)),
@@ -287,11 +306,12 @@ def logme(features: npt.ArrayLike, labels: npt.ArrayLike, *, tol: float = 1e-3, 
     For each class, Bayesian linear regression from the features to the one-hot column, with the
     prior precision alpha and noise precision beta set by the MacKay fixed-point iteration from
     alpha = beta = 1, stopping when alpha/beta changes by at most ``tol`` (relative) or after
-    ``max_iter`` steps (the reference's 1e-3 and 11). Features are not centred or scaled, as in the
-    reference. The maximised evidence is exactly invariant to a uniform rescaling of the features
-    (alpha absorbs the scale); this value is so up to ``tol`` and the reference's 1e-5 in the
-    alpha update, which does not scale and biases alpha once |m|^2 nears 1e-5, i.e. for features
-    with large norms (or a class best fitted by no weights at all, where alpha would go to infinity).
+    ``max_iter`` steps (the reference's 1e-3 and 11). Features are not centred, as in the
+    reference, but divided by their root-mean-square entry: the maximised evidence is exactly
+    invariant to a uniform rescaling of the features (alpha absorbs the scale), and this makes the
+    computed value so too, where the reference's start at alpha = 1 and its 1e-5 in the alpha
+    update (which does not scale) would make it depend on the features' magnitude. The returned
+    alphas refer to the features as given.
 
     Agrees with the thuml/LogME reference (``_fit_fixed_point``) up to O(``tol``) (the evidence is
     evaluated at the final alpha, beta), except where the features have fewer nonzero singular
@@ -334,7 +354,7 @@ def h_score(features: npt.ArrayLike, labels: npt.ArrayLike) -> float:
     approaches the sample count the score saturates at C - 1 for any features (the pseudo-inverse
     whitens noise into separability); prefer ``regularized_h_score`` there.
     """
-    f = _as_features(features)
+    f, _ = _unit_rms(_as_features(features))
     y = _as_class_indices(labels, f.shape[0])
     u, _ = _centred_spectrum(f)
     return float(np.sum(_between_class_energy(u, y)))
@@ -350,7 +370,7 @@ def regularized_h_score(features: npt.ArrayLike, labels: npt.ArrayLike) -> float
     of the centred features, so the trace reduces to a sum over the singular values (no D x D
     inverse): ``(1 - a) sum_i (s_i^2/N) / ((1 - a) s_i^2/N + a mu) |P u_i|^2``.
     """
-    f = _as_features(features)
+    f, _ = _unit_rms(_as_features(features))
     y = _as_class_indices(labels, f.shape[0])
     n, width = f.shape
     u, sigma = _centred_spectrum(f)
@@ -427,8 +447,9 @@ def knn_accuracy(
     practically impossible and the result does not depend on how classes are numbered. ``k`` is
     capped at the number of training samples.
     """
-    fit_x = _as_features(train_x, "train_x")
-    eval_x = _as_features(test_x, "test_x")
+    # Each set rescaled on its own: cosine similarity ignores the scale of every row anyway.
+    fit_x, _ = _unit_rms(_as_features(train_x, "train_x"))
+    eval_x, _ = _unit_rms(_as_features(test_x, "test_x"))
     if fit_x.shape[1] != eval_x.shape[1]:
         raise ValueError(f"train_x has width {fit_x.shape[1]} but test_x has width {eval_x.shape[1]}.")
     _as_class_indices(train_y, fit_x.shape[0], "train_y")  # validation only:

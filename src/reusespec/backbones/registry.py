@@ -3,14 +3,15 @@
 =================================  ===============================================
 ``torchvision:NAME[:WEIGHTS]``     torchvision builder + weights enum (offline)
 ``file:PATH[?arch=SPEC]``          a local safetensors / state-dict checkpoint
-``zoo:NAME``                       the demo zoo, pretrained on first use
+``zoo:NAME``                       the demo zoo, pretrained on first use; the real zoo
+``timm:NAME[?file=PATH]``          timm's ``create_model`` and its pretrained config
 ``package.module:callable``        any factory of yours
 =================================  ===============================================
 
 A factory returns a :class:`Backbone`, or an ``nn.Module`` classifier (its head at
 ``fc``/``classifier``/``head``) or feature extractor, with an ``input_spec`` attribute or as a
-``(module, InputSpec)`` pair. New schemes (``timm:``, ``hf:``) plug in with
-:func:`register_scheme`.
+``(module, InputSpec)`` pair. New schemes plug in with :func:`register_scheme`, or from another
+package through the ``reusespec.schemes`` entry-point group (:mod:`reusespec.entry_points`).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def resolve_backbone(spec: str, context: BackboneContext) -> Backbone:
     scheme, sep, rest = spec.partition(":")
     if not sep or not rest or not scheme:
         raise UnknownBackboneError(_unknown_message(spec))
-    loader = _SCHEMES.get(scheme)
+    loader = _SCHEMES.get(scheme) or _entry_point_scheme(scheme)
     try:
         if loader is not None:
             return loader(spec, rest, context)
@@ -70,9 +71,28 @@ def resolve_backbone(spec: str, context: BackboneContext) -> Backbone:
         raise ReuseSpecError(f"{spec}: loading the backbone failed: {_cause(exc)}") from exc
 
 
+def _entry_point_scheme(scheme: str) -> SchemeLoader | None:
+    """A scheme a package declares in the ``reusespec.schemes`` entry-point group, registered on first use."""
+    from reusespec.entry_points import SCHEME_GROUP, find_entry_point
+
+    loader = find_entry_point(SCHEME_GROUP, scheme)
+    if loader is not None:
+        register_scheme(scheme, loader)
+    return loader
+
+
 def build_architecture(arch: str) -> tuple[nn.Module, InputSpec]:
     """An untrained classifier for an architecture string, with the input it expects."""
     scheme, _, rest = arch.partition(":")
+    if scheme == "zoo" and rest.partition("?")[0] in _real_zoo_names():
+        from reusespec.backbones.real_zoo import architecture_for
+
+        return architecture_for(rest)
+    if scheme == "timm":
+        from reusespec.backbones.timm_models import build_timm_classifier, input_spec_from_cfg
+
+        model = build_timm_classifier(rest.partition("?")[0])
+        return model, input_spec_from_cfg(dict(getattr(model, "pretrained_cfg", {}) or {}))
     if scheme == "zoo":
         from reusespec.backbones.zoo import ARCHITECTURES, MNIST_INPUT, recipe_for
 
@@ -92,6 +112,12 @@ def build_architecture(arch: str) -> tuple[nn.Module, InputSpec]:
     obj = _call_factory(arch, scheme, rest)
     module, input_spec = _module_and_spec(obj, arch)
     return module, input_spec
+
+
+def _real_zoo_names() -> set[str]:
+    from reusespec.backbones.real_zoo import REAL_ZOO
+
+    return set(REAL_ZOO)
 
 
 def load_factory_backbone(spec: str, module_name: str, attr: str) -> Backbone:
@@ -193,7 +219,11 @@ def _unknown_message(spec: str) -> str:
 
 
 def _load_zoo(spec: str, rest: str, context: BackboneContext) -> Backbone:
+    from reusespec.backbones.real_zoo import REAL_ZOO, load_real_zoo_backbone
     from reusespec.backbones.zoo import load_zoo_backbone
+
+    if rest.partition("?")[0] in REAL_ZOO:
+        return load_real_zoo_backbone(rest)
 
     return load_zoo_backbone(rest, context.cache_dir, context.progress)
 
@@ -213,3 +243,12 @@ def _load_file(spec: str, rest: str, context: BackboneContext) -> Backbone:
 register_scheme("zoo", _load_zoo)
 register_scheme("torchvision", _load_torchvision)
 register_scheme("file", _load_file)
+
+
+def _load_timm(spec: str, rest: str, context: BackboneContext) -> Backbone:
+    from reusespec.backbones.timm_models import load_timm_backbone
+
+    return load_timm_backbone(spec, rest, context.allow_download)
+
+
+register_scheme("timm", _load_timm)

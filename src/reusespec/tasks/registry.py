@@ -31,6 +31,7 @@ import numpy as np
 from reusespec.errors import TaskError, UnknownTaskError
 from reusespec.tasks.base import Split, Task
 from reusespec.tasks.bundled import BUNDLED, load_bundled_task
+from reusespec.tasks.plugins import registered_task, registered_task_names
 from reusespec.tasks.splits import check_splits, k_shot
 
 QUERY_KEYS = {"shots", "val", "size"}
@@ -81,7 +82,7 @@ def parse_task_spec(spec: str) -> TaskRequest:
 def known_task_names() -> list[str]:
     from reusespec.tasks.torchvision_data import TORCHVISION_TASKS
 
-    return sorted([*BUNDLED, *TORCHVISION_TASKS, "folder:PATH"])
+    return sorted([*BUNDLED, *TORCHVISION_TASKS, *registered_task_names(), "folder:PATH"])
 
 
 def load_task(
@@ -95,7 +96,13 @@ def load_task(
             f"task {spec!r}: val={val_fraction:g} must be a fraction between 0 and 1 (the share of the "
             "training data held out to choose the probe's L2 strength), e.g. '?val=0.2'"
         )
-    if request.name in BUNDLED:
+    registered = None if request.name in BUNDLED else registered_task(request.name)
+    if registered is not None:
+        own = request.selector in registered.selectors
+        task = registered.load(request.selector if own else None, seed=seed, val_fraction=val_fraction)
+        if own:
+            request = replace(request, selector=None)
+    elif request.name in BUNDLED:
         task = load_bundled_task(request.name, seed=seed, val_fraction=val_fraction)
     elif request.name == "folder":
         from reusespec.tasks.folder import load_image_folder
