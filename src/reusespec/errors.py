@@ -47,3 +47,7 @@ class TaskError(ReuseSpecError, ValueError):
 
 class TrainingDivergedError(ReuseSpecError):
     """Training produced a non-finite loss."""
+
+
+class ModalityMismatchError(ReuseSpecError, TypeError):
+    """A task whose examples (images, texts) are not what the backbone takes."""

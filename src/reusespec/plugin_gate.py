@@ -879,6 +879,8 @@ def _finite(value: Any) -> bool:
 
 
 def _describe_input(spec: Any) -> str:
+    if spec.modality != "image":
+        return str(spec.describe())
     size = "x".join(str(s) for s in spec.size)
     mean = ",".join(f"{m:.3g}" for m in spec.mean)
     std = ",".join(f"{s:.3g}" for s in spec.std)

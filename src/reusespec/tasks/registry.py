@@ -28,7 +28,7 @@ from reusespec.tasks.base import Split, Task
 from reusespec.tasks.bundled import BUNDLED, load_bundled_task
 from reusespec.tasks.splits import k_shot
 
-QUERY_KEYS = {"shots", "val", "size"}
+QUERY_KEYS = {"shots", "val", "size", "per_class", "text", "label"}
 
 
 @dataclass(frozen=True)
@@ -49,14 +49,18 @@ def parse_task_spec(spec: str) -> TaskRequest:
         )
     if base.startswith("folder:"):
         return TaskRequest(spec, "folder", base[len("folder:") :], options)
+    for kind in ("textfolder", "csv", "jsonl"):  # the rest is a path: may hold ':'
+        if base.startswith(kind + ":"):
+            return TaskRequest(spec, kind, base[len(kind) + 1 :], options)
     name, _, selector = base.partition(":")
     return TaskRequest(spec, name, selector or None, options)
 
 
 def known_task_names() -> list[str]:
+    from reusespec.tasks.text import PACKAGED
     from reusespec.tasks.torchvision_data import TORCHVISION_TASKS
 
-    return sorted([*BUNDLED, *TORCHVISION_TASKS, "folder:PATH"])
+    return sorted([*BUNDLED, *TORCHVISION_TASKS, *PACKAGED, "folder:PATH", "textfolder:DIR", "csv:PATH"])
 
 
 def load_task(
@@ -72,6 +76,10 @@ def load_task(
         )
     if request.name in BUNDLED:
         task = load_bundled_task(request.name, seed=seed, val_fraction=val_fraction)
+    elif request.name in _TEXT_TASKS:
+        task = _load_text_task(request, seed, val_fraction)
+        if request.name in ("textfolder", "csv", "jsonl"):
+            request = replace(request, selector=None)
     elif request.name == "folder":
         from reusespec.tasks.folder import load_image_folder
 
@@ -100,6 +108,35 @@ def load_task(
         shots = _int_option(request, "shots", 0)
         task = few_shot(task, shots, seed)
     return replace(task, name=spec)
+
+
+_TEXT_TASKS = (
+    "bbc-news",
+    "bbc-news-headlines",
+    "rotten-tomatoes",
+    "health-tweets",
+    "textfolder",
+    "csv",
+    "jsonl",
+)
+
+
+def _load_text_task(request: TaskRequest, seed: int, val_fraction: float) -> Task:
+    from reusespec.tasks import text
+
+    if request.name in text.PACKAGED:
+        per_class = _int_option(request, "per_class", 0) if "per_class" in request.options else None
+        return text.load_packaged_text_task(
+            request.name, seed=seed, val_fraction=val_fraction, per_class=per_class
+        )
+    return text.load_user_text_task(
+        request.name,
+        request.selector or "",
+        seed=seed,
+        val_fraction=val_fraction,
+        text_key=request.options.get("text", "text"),
+        label_key=request.options.get("label", "label"),
+    )
 
 
 def few_shot(task: Task, shots: int, seed: int) -> Task:
