@@ -109,7 +109,7 @@ class ReuseSession:
                 progress=self.progress,
                 label=label,
             )
-            self.progress(f"extracted {label} ({len(split)} images) in {time.perf_counter() - start:.1f}s")
+            self.progress(f"extracted {label} ({len(split)} examples) in {time.perf_counter() - start:.1f}s")
             return feats
 
         if split.base is not None and split.base_positions is not None:

@@ -1,4 +1,4 @@
-"""``hf:ID_OR_PATH[?pool=mean|cls|pooler&max_length=N]``: Hugging Face encoders, offline by default.
+"""``hf:ID_OR_PATH[?pool=mean|cls|pooler&max_length=N&attn=IMPL]``: Hugging Face encoders, offline.
 
 ``ID_OR_PATH`` is a local directory written by ``save_pretrained`` or a model id already in the
 Hugging Face cache (``HF_HOME``); nothing is downloaded unless the run allows it
@@ -8,7 +8,9 @@ by default, or the first token with ``cls``). A directory with an image processo
 tokenizer is a vision encoder (ViT, DINOv2, ConvNeXt, the vision tower of CLIP): the processor's
 mean, std and sizes become its :class:`InputSpec`; features are the first token (``cls``, the
 default for transformers), the mean over tokens or positions (``mean``), or the model's own
-``pooler_output`` (``pooler``, the default for convolutional models).
+``pooler_output`` (``pooler``, the default for convolutional models). ``attn`` picks the
+attention implementation transformers runs (``eager``, ``sdpa``; its default otherwise): eager
+attention runs as plain matrix products, which every FLOP counter sees.
 """
 
 from __future__ import annotations
@@ -102,10 +104,10 @@ def tokenizer_digest(tokenizer: Any) -> str:
 def parse_hf_spec(spec: str, rest: str) -> tuple[str, dict[str, str]]:
     source, _, query = rest.partition("?")
     options = dict(parse_qsl(query, keep_blank_values=True)) if query else {}
-    unknown = set(options) - {"pool", "max_length"}
+    unknown = set(options) - {"pool", "max_length", "attn"}
     if unknown or not source:
         raise UnknownBackboneError(
-            f"{spec!r}: write hf:ID_OR_PATH with optional ?pool=mean|cls|pooler and &max_length=N"
+            f"{spec!r}: write hf:ID_OR_PATH with optional ?pool=mean|cls|pooler, &max_length=N, &attn=eager|sdpa"
             + (f" (unknown option(s) {sorted(unknown)})" if unknown else "")
         )
     return source, options
@@ -133,6 +135,10 @@ def load_hf_backbone(spec: str, rest: str, allow_download: bool = False) -> Back
     if _has_tokenizer(local) if local.is_dir() else _is_text_config(config):
         return _text_backbone(spec, options, load, transformers)
     return _vision_backbone(spec, options, config, load, transformers)
+
+
+def _attention(options: dict[str, str]) -> dict[str, str]:
+    return {"attn_implementation": options["attn"]} if "attn" in options else {}
 
 
 def _has_tokenizer(folder: Path) -> bool:
@@ -182,7 +188,7 @@ def _text_backbone(
     if max_length < 1:
         raise UnknownBackboneError(f"{spec}: max_length must be a positive whole number of tokens")
     tokenizer = load(transformers.AutoTokenizer.from_pretrained)
-    model = load(transformers.AutoModel.from_pretrained)
+    model = load(transformers.AutoModel.from_pretrained, **_attention(options))
     limit = getattr(model.config, "max_position_embeddings", None)
     max_length = min(max_length, int(limit)) if isinstance(limit, int) else max_length
     meta = {"source": "hf", "model_type": model.config.model_type}
@@ -194,9 +200,9 @@ def _vision_backbone(
 ) -> Backbone:
     processor = load(transformers.AutoImageProcessor.from_pretrained)
     if getattr(config, "model_type", "") == "clip":
-        model = load(transformers.CLIPVisionModel.from_pretrained)
+        model = load(transformers.CLIPVisionModel.from_pretrained, **_attention(options))
     else:
-        model = load(transformers.AutoModel.from_pretrained)
+        model = load(transformers.AutoModel.from_pretrained, **_attention(options))
     input_spec = input_spec_from_processor(processor, int(getattr(model.config, "num_channels", 3)))
     convolutional = "convnext" in getattr(config, "model_type", "") or "resnet" in config.model_type
     default = "pooler" if convolutional or config.model_type == "clip" else "cls"

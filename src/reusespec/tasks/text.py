@@ -43,7 +43,7 @@ from reusespec.tasks.splits import stratified_split
 TEST_FRACTION = 0.25
 SUBSET_SEED = 20_241
 TEST_SPLIT_SEED = 1_234
-URL = re.compile(r"https?://\S+|www\.\S+")
+URL = re.compile(r"\bhttps?\S*|\bwww\.\S+")  # also links truncated in retweets ("http:/…")
 
 
 def _package_file(distribution: str, path: str, task: str) -> bytes:
