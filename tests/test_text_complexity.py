@@ -36,7 +36,7 @@ def test_macs_match_a_hand_count_of_one_layer(tmp_path: Path, tokens: int) -> No
     L, H, I = tokens, hidden, intermediate
     projections = 4 * L * H * H  # query, key, value, output
     attention = 2 * L * L * H  # QK^T and AV over all heads: L x L x d_head each, per head
-    feed_forward = 2 * L * H * I
+    feed_forward = 2 * L * H * F
     pooler = H * H  # BERT's pooler (dense layer on the first token) runs in every forward pass
     assert result.complexity.macs == projections + attention + feed_forward + pooler
     assert result.complexity.flops == 2 * result.complexity.macs

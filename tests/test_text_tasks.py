@@ -79,7 +79,7 @@ def test_bad_text_task_input_is_clear(tmp_path: Path) -> None:
     with pytest.raises(MissingDatasetError, match="does not exist"):
         load_task(f"csv:{tmp_path / 'missing.csv'}")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(TaskError, match="no .txt files"):
+    with pytest.raises(TaskError, match=r"no \.txt files"):
         load_task(f"textfolder:{tmp_path / 'empty'}")
 
 

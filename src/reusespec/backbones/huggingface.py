@@ -107,8 +107,8 @@ def parse_hf_spec(spec: str, rest: str) -> tuple[str, dict[str, str]]:
     unknown = set(options) - {"pool", "max_length", "attn"}
     if unknown or not source:
         raise UnknownBackboneError(
-            f"{spec!r}: write hf:ID_OR_PATH with optional ?pool=mean|cls|pooler, &max_length=N, &attn=eager|sdpa"
-            + (f" (unknown option(s) {sorted(unknown)})" if unknown else "")
+            f"{spec!r}: write hf:ID_OR_PATH with optional ?pool=mean|cls|pooler, &max_length=N, "
+            "&attn=eager|sdpa" + (f" (unknown option(s) {sorted(unknown)})" if unknown else "")
         )
     return source, options
 
