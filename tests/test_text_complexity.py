@@ -12,7 +12,7 @@ from reusespec import ReuseConfig, ReuseSession
 transformers = pytest.importorskip("transformers", reason="pip install 'reusespec[text]'")
 
 
-def write_eager_bert(folder: Path, layers: int, hidden: int, heads: int, intermediate: int) -> Path:
+def write_tiny_bert(folder: Path, layers: int, hidden: int, heads: int, intermediate: int) -> Path:
     """A BERT with random weights (load it with ?attn=eager: matmuls the FLOP counter sees)."""
     folder.mkdir(parents=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "word"]
@@ -30,10 +30,10 @@ def write_eager_bert(folder: Path, layers: int, hidden: int, heads: int, interme
 @pytest.mark.parametrize("tokens", [7, 20])
 def test_macs_match_a_hand_count_of_one_layer(tmp_path: Path, tokens: int) -> None:
     hidden, intermediate = 32, 48
-    folder = write_eager_bert(tmp_path / "bert", layers=1, hidden=hidden, heads=4, intermediate=intermediate)
+    folder = write_tiny_bert(tmp_path / "bert", layers=1, hidden=hidden, heads=4, intermediate=intermediate)
     reuse = ReuseSession(ReuseConfig(cache_dir=tmp_path / "cache")).reuse()
     result = reuse.complexity(f"hf:{folder}?attn=eager", input_size=(tokens,), latency=False, memory=False)
-    L, H, I = tokens, hidden, intermediate
+    L, H, F = tokens, hidden, intermediate  # the usual symbols
     projections = 4 * L * H * H  # query, key, value, output
     attention = 2 * L * L * H  # QK^T and AV over all heads: L x L x d_head each, per head
     feed_forward = 2 * L * H * F
@@ -44,7 +44,7 @@ def test_macs_match_a_hand_count_of_one_layer(tmp_path: Path, tokens: int) -> No
 
 
 def test_default_token_count_is_the_max_length(tmp_path: Path) -> None:
-    folder = write_eager_bert(tmp_path / "bert", layers=2, hidden=16, heads=2, intermediate=24)
+    folder = write_tiny_bert(tmp_path / "bert", layers=2, hidden=16, heads=2, intermediate=24)
     reuse = ReuseSession(ReuseConfig(cache_dir=tmp_path / "cache")).reuse()
     result = reuse.complexity(f"hf:{folder}?max_length=12", latency=False, memory=False)
     assert result.complexity.input_size == (12,)
