@@ -240,3 +240,29 @@ def test_partial_finetune_trains_the_last_transformer_layers(tiny_bert: Path, tm
     for strategy in ("head-only", "full", "lp-ft"):
         result = reuse.finetune(f"hf:{tiny_bert}", f"textfolder:{folder}", strategy=strategy, epochs=2)
         assert 0.0 <= result.run.accuracy <= 1.0
+
+
+def test_hf_clip_folder_gives_its_vision_tower(tmp_path: Path) -> None:
+    folder = tmp_path / "tiny-clip"
+    text = {"vocab_size": 40, "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 1}
+    vision = {"image_size": 32, "patch_size": 8, "hidden_size": 16, "intermediate_size": 24}
+    config = transformers.CLIPConfig(
+        text_config={**text, "num_attention_heads": 2},
+        vision_config={**vision, "num_hidden_layers": 2, "num_attention_heads": 2},
+        projection_dim=8,
+    )
+    torch.manual_seed(0)
+    transformers.CLIPModel(config).save_pretrained(folder)
+    transformers.CLIPImageProcessor(
+        size={"shortest_edge": 36}, crop_size={"height": 32, "width": 32}
+    ).save_pretrained(folder)
+    backbone = load(f"hf:{folder}", tmp_path)
+    assert backbone.input_spec.modality == "image"
+    assert (backbone.input_spec.resize, backbone.input_spec.size) == (36, (32, 32))
+    assert backbone.input_spec.interpolation == "bicubic"  # CLIP's processor resamples bicubically
+    prepared = backbone.prepare(torch.randint(0, 256, (2, 3, 40, 48), dtype=torch.uint8))
+    with torch.no_grad():
+        tower = transformers.CLIPVisionModel.from_pretrained(str(folder)).eval()
+        expected = tower(pixel_values=prepared).pooler_output
+        ours = backbone.model(prepared)
+    torch.testing.assert_close(ours, expected)

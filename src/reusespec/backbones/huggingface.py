@@ -2,10 +2,10 @@
 
 ``ID_OR_PATH`` is a local directory written by ``save_pretrained`` or a model id already in the
 Hugging Face cache (``HF_HOME``); nothing is downloaded unless the run allows it
-(``--reuse-allow-download``). A directory with a tokenizer is a text encoder (``AutoModel`` +
+(``--reuse-allow-download``). A model whose config has no image channels is a text encoder (``AutoModel`` +
 ``AutoTokenizer``; features are the last hidden states pooled over the attention mask, ``mean``
-by default, or the first token with ``cls``). A directory with an image processor and no
-tokenizer is a vision encoder (ViT, DINOv2, ConvNeXt, the vision tower of CLIP): the processor's
+by default, or the first token with ``cls``). One with image channels (or a CLIP
+``vision_config``) is a vision encoder (ViT, DINOv2, ConvNeXt, the vision tower of CLIP): the processor's
 mean, std and sizes become its :class:`InputSpec`; features are the first token (``cls``, the
 default for transformers), the mean over tokens or positions (``mean``), or the model's own
 ``pooler_output`` (``pooler``, the default for convolutional models). ``attn`` picks the
@@ -132,7 +132,7 @@ def load_hf_backbone(spec: str, rest: str, allow_download: bool = False) -> Back
             ) from None
 
     config = load(transformers.AutoConfig.from_pretrained)
-    if _has_tokenizer(local) if local.is_dir() else _is_text_config(config):
+    if _is_text_config(config):
         return _text_backbone(spec, options, load, transformers)
     return _vision_backbone(spec, options, config, load, transformers)
 
@@ -141,12 +141,9 @@ def _attention(options: dict[str, str]) -> dict[str, str]:
     return {"attn_implementation": options["attn"]} if "attn" in options else {}
 
 
-def _has_tokenizer(folder: Path) -> bool:
-    names = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model")
-    return any((folder / name).is_file() for name in names)
-
-
 def _is_text_config(config: Any) -> bool:
+    # Vision configs (ViT, DINOv2, ConvNeXt, CLIP's vision tower) carry num_channels; CLIP's joint config
+    # a vision_config. A CLIP folder also holds a tokenizer, so the files alone do not tell.
     return not hasattr(config, "num_channels") and not hasattr(config, "vision_config")
 
 
