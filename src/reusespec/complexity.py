@@ -147,8 +147,8 @@ def measure_complexity(
     total, trainable = count_parameters(model)
     with _evaluating_on(model, device), torch.no_grad():
         dtype = _floating_dtype(model)
-        macs, flops = _count_operations(model, _example_input(1, input_size, dtype, device))
-        batch = _example_input(batch_size, input_size, dtype, device)
+        macs, flops = _count_operations(model, _example_input(model, 1, input_size, dtype, device))
+        batch = _example_input(model, batch_size, input_size, dtype, device)
         latency_ms = _median_latency_ms(model, batch, warmup, latency_repeats) if measure_latency else None
         peak_memory_mb = _peak_memory_mb(model, batch) if measure_memory else None
     checkpoint_mb = _path_size_mb(Path(checkpoint_path)) if checkpoint_path else _safetensors_size_mb(model)
@@ -208,8 +208,14 @@ def _floating_dtype(model: nn.Module) -> torch.dtype:
 
 
 def _example_input(
-    batch_size: int, input_size: tuple[int, ...], dtype: torch.dtype, device: torch.device
+    model: nn.Module, batch_size: int, input_size: tuple[int, ...], dtype: torch.dtype, device: torch.device
 ) -> torch.Tensor:
+    # A model whose input is not a float tensor (a text encoder: token ids of length
+    # ``input_size[-1]``) builds its own example.
+    example_input = getattr(model, "example_input", None)
+    if callable(example_input):
+        built: torch.Tensor = example_input(batch_size, input_size)
+        return built.to(device)
     generator = torch.Generator().manual_seed(0)
     return torch.randn((batch_size, *input_size), generator=generator, dtype=dtype).to(device)
 

@@ -82,3 +82,7 @@ class ReuseGateWarning(UserWarning):
 
     A warning, not an error: the one public class here that does not subclass ReuseSpecError.
     """
+
+
+class ModalityMismatchError(ReuseSpecError, TypeError):
+    """A task whose examples (images, texts) are not what the backbone takes."""

@@ -49,6 +49,12 @@ def extract_features(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if backbone.input_spec.modality == "text":
+        from reusespec.text_features import extract_text_features
+
+        return extract_text_features(
+            backbone, split, device=device, batch_size=batch_size, progress=progress, label=label
+        )
     device = torch.device(device)
     model = backbone.model.to(device).eval()
     with single_thread_below(_batch_macs(backbone, batch_size, device), SINGLE_THREAD_BATCH_MACS, device):
@@ -89,7 +95,7 @@ def _batch_macs(backbone: Backbone, batch_size: int, device: torch.device) -> fl
         return float("inf")
     spec = backbone.input_spec
     try:
-        return float(approximate_macs(backbone.model, (spec.channels, *spec.size)) * batch_size)
+        return float(approximate_macs(backbone.model, spec.example_shape()) * batch_size)
     except Exception:  # the extraction itself reports a model that cannot run its input
         return float("inf")
 
@@ -179,8 +185,7 @@ def _batch_features(
 
 
 def _input_spec_summary(backbone: Backbone) -> str:
-    spec = backbone.input_spec
-    return f"InputSpec channels={spec.channels}, size={spec.size[0]}x{spec.size[1]}"
+    return backbone.input_spec.describe()
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reusespec.backbones.base import Backbone, approximate_macs
+from reusespec.backbones.base import Backbone, approximate_macs, check_modality
 from reusespec.devices import SINGLE_THREAD_BATCH_MACS, select_device, single_thread_below
 from reusespec.errors import TrainingDivergedError
 from reusespec.metrics import classification_metrics
@@ -193,6 +193,9 @@ def finetune(
         TrainConfig.for_strategy(strategy, **overrides) if config is None else config.replace(**overrides)
     )
     trainable_names = _trainable_module_names(backbone, strategy, unfreeze, unfreeze_modules)
+    check_modality(backbone.name, backbone.input_spec, task.name, task.modality)
+    if config.augment and task.modality != "image":
+        raise ValueError(f"augment=True shifts and flips images; task {task.name!r} yields {task.modality}s")
     if len(task.train) == 0 or len(task.test) == 0:
         raise ValueError(
             f"task {task.name!r} needs non-empty train and test splits to fine-tune, got {task!r}"
@@ -377,8 +380,10 @@ class _Run:
     # --- data -----------------------------------------------------------------------------
 
     def _inputs(self, split: Split, idx: np.ndarray, augment: bool) -> torch.Tensor:
-        raw = torch.as_tensor(split.load(idx)).to(self.device, non_blocking=True)
-        x = self.backbone.prepare(raw)
+        raw = split.load(idx)
+        if isinstance(raw, list):  # texts: the tokenizer runs on the host
+            return self.backbone.prepare(raw).to(self.device, non_blocking=True)
+        x = self.backbone.prepare(torch.as_tensor(raw).to(self.device, non_blocking=True))
         return _augment(x, self.augment_generator) if augment else x
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -592,8 +597,7 @@ SINGLE_THREAD_STEP_MACS = SINGLE_THREAD_BATCH_MACS  # one thread below it (see r
 
 def _step_macs(backbone: Backbone, batch_size: int) -> float:
     """Multiply-adds of the backbone's forward pass over one training batch (convs and linears)."""
-    spec = backbone.input_spec
-    return float(approximate_macs(backbone.model, (spec.channels, *spec.size)) * batch_size)
+    return float(approximate_macs(backbone.model, backbone.input_spec.example_shape()) * batch_size)
 
 
 @contextlib.contextmanager

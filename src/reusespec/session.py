@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from reusespec.backbones.base import Backbone
+from reusespec.backbones.base import Backbone, TextInputSpec, check_modality
 from reusespec.backbones.registry import BackboneContext, resolve_backbone
 from reusespec.cache import FeatureCache
 from reusespec.config import ReuseConfig
@@ -111,7 +111,7 @@ class ReuseSession:
                 progress=self.progress,
                 label=label,
             )
-            self.progress(f"extracted {label} ({len(split)} images) in {time.perf_counter() - start:.1f}s")
+            self.progress(f"extracted {label} ({len(split)} examples) in {time.perf_counter() - start:.1f}s")
             return feats
 
         if split.base is not None and split.base_positions is not None:
@@ -197,6 +197,7 @@ class Reuse:
         start = time.perf_counter()
         bb = self.backbone(backbone)
         tk = self.task(task, seed)
+        check_modality(backbone, bb.input_spec, task, tk.modality)
         feats, hits = {}, []
         for split in tk.splits():
             feats[split.name], hit = self.session.features(
@@ -334,10 +335,11 @@ class Reuse:
         the suite's aggregates and the full table (in the score's ``extra``), not one row per cell.
         """
         from reusespec.corruptions import DEFAULT_SUITE
+        from reusespec.text_corruptions import TEXT_CORRUPTIONS
 
         clean, fit, bb, tk = self._probe(backbone, task, seed, DEFAULT_GRID)
         shifts = []
-        for name in corruptions or DEFAULT_SUITE:
+        for name in corruptions or (TEXT_CORRUPTIONS if tk.modality == "text" else DEFAULT_SUITE):
             for severity in severities:
                 start = time.perf_counter()
                 shifts.append(
@@ -379,6 +381,14 @@ class Reuse:
 
         assert corruption is not None
         corruption_seed = self.session.config.seed if seed is None else seed
+        if task.modality == "text":
+            from reusespec.text_corruptions import corrupt_texts
+
+            def apply_text(texts: list[str], positions: np.ndarray) -> list[str]:
+                return corrupt_texts(texts, corruption, severity, corruption_seed, indices=positions)
+
+            tag = f"{corruption}@{severity}"
+            return task.test.transformed(apply_text, f"text:{tag}:seed={corruption_seed}"), tag
 
         def apply(images: torch.Tensor, positions: np.ndarray) -> torch.Tensor:
             return corrupt(images.cpu(), corruption, severity, corruption_seed, indices=positions)
@@ -449,7 +459,9 @@ class Reuse:
                 self._unavailable(exc)
                 raise
             weights_loaded = False
-        size = input_size or (spec.channels, *spec.size)
+        size = input_size or (
+            (spec.max_length,) if isinstance(spec, TextInputSpec) else (spec.channels, *spec.size)
+        )
         measured = measure_complexity(
             model,
             tuple(size),
@@ -475,6 +487,7 @@ class Reuse:
         for name in backbones:
             bb = self.backbone(name)
             tk = self.task(task, seed)
+            check_modality(name, bb.input_spec, task, tk.modality)
             parts = [
                 self.session.features(bb, s, label=f"{name} on {task} [{s.name}]") for s in (tk.train, tk.val)
             ]

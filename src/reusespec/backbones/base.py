@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from reusespec.errors import ModalityMismatchError
 from reusespec.hashing import digest
+
+IMAGE = "image"
+TEXT = "text"
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,7 @@ class InputSpec:
     std: tuple[float, ...]
     resize: int | None = None
     interpolation: str = "bilinear"
+    modality: ClassVar[str] = IMAGE
 
     def key(self) -> str:
         """Identifies the preprocessing in cache keys."""
@@ -37,6 +42,11 @@ class InputSpec:
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """Turn a uint8 (or float in [0, 1]) batch into the backbone's normalised input."""
+        if not isinstance(images, torch.Tensor):
+            raise ModalityMismatchError(
+                f"this backbone takes images, but the batch is a {type(images).__name__} (texts?); "
+                "give it an image task, or use a text backbone (hf:..., zoo:minilm-l6) for a text task"
+            )
         if images.ndim != 4:
             raise ValueError(f"expected a batch of images (N, C, H, W), got shape {tuple(images.shape)}")
         x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
@@ -46,6 +56,13 @@ class InputSpec:
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         return (x - mean) / std
+
+    def example_shape(self) -> tuple[int, ...]:
+        """The shape of one prepared example (no batch dimension)."""
+        return (self.channels, *self.size)
+
+    def describe(self) -> str:
+        return f"InputSpec channels={self.channels}, size={self.size[0]}x{self.size[1]}"
 
     def _resize(self, x: torch.Tensor) -> torch.Tensor:
         # Imported here: torchvision takes about a second to import, and inputs already at the
@@ -57,6 +74,65 @@ class InputSpec:
             x = TF.resize(x, [self.resize], interpolation=mode, antialias=True)
             return TF.center_crop(x, list(self.size))
         return TF.resize(x, list(self.size), interpolation=mode, antialias=True)
+
+
+@dataclass(frozen=True)
+class TextInputSpec:
+    """The texts a text encoder expects: its tokenizer, how far it reads, how it pools.
+
+    A text task's batch is a list of strings. ``prepare`` tokenizes the whole batch in one call,
+    padded to its longest text and truncated to ``max_length`` tokens, and packs token ids and
+    attention mask into one int64 tensor ``(N, 2, L)`` (row 0 ids, row 1 mask), so that every
+    part of reusespec that moves a prepared batch to a device treats texts like images.
+    ``tokenizer_digest`` is a content hash of the tokenizer's files: with ``max_length`` and
+    ``pooling`` it identifies the preprocessing in cache keys.
+    """
+
+    tokenizer: Any = field(compare=False, hash=False, repr=False)
+    tokenizer_digest: str
+    max_length: int = 256
+    pooling: str = "mean"
+    modality: ClassVar[str] = TEXT
+
+    def key(self) -> str:
+        return digest("TextInputSpec", self.tokenizer_digest, self.max_length, self.pooling)
+
+    def prepare(self, texts: Any) -> torch.Tensor:
+        if isinstance(texts, torch.Tensor | str):
+            raise ModalityMismatchError(
+                f"this backbone takes texts, but the batch is a {type(texts).__name__} (images?); give it "
+                "a text task (bbc-news, csv:PATH?text=COL&label=COL, ...), or an image backbone for images"
+            )
+        encoded = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        return torch.stack([encoded["input_ids"], encoded["attention_mask"]], dim=1).long()
+
+    def example_shape(self) -> tuple[int, ...]:
+        return (2, self.max_length)
+
+    def describe(self) -> str:
+        return (
+            f"TextInputSpec tokenizer={self.tokenizer_digest[:12]}, max_length={self.max_length}, "
+            f"pooling={self.pooling}"
+        )
+
+
+AnyInputSpec = InputSpec | TextInputSpec
+
+
+def check_modality(backbone_name: str, spec: AnyInputSpec, task_name: str, task_modality: str) -> None:
+    """Raise a clear error when a task's examples are not what the backbone takes."""
+    if spec.modality != task_modality:
+        fix = (
+            "a text encoder (hf:ID_OR_PATH, zoo:minilm-l6)"
+            if task_modality == TEXT
+            else "an image backbone (torchvision:..., zoo:digits-cnn)"
+        )
+        raise ModalityMismatchError(
+            f"task {task_name!r} yields {task_modality}s but backbone {backbone_name!r} takes "
+            f"{spec.modality}s; pair the task with {fix}, or the backbone with a {spec.modality} task"
+        )
 
 
 def _convert_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
@@ -88,7 +164,7 @@ class Backbone:
     name: str
     model: nn.Module
     feature_dim: int
-    input_spec: InputSpec
+    input_spec: AnyInputSpec
     fingerprint: str
     source_head: nn.Module | None = None
     blocks: Sequence[str] = ()

@@ -220,10 +220,13 @@ def _unknown_message(spec: str) -> str:
 
 def _load_zoo(spec: str, rest: str, context: BackboneContext) -> Backbone:
     from reusespec.backbones.real_zoo import REAL_ZOO, load_real_zoo_backbone
+    from reusespec.backbones.text_zoo import TEXT_ZOO, load_text_zoo_backbone
     from reusespec.backbones.zoo import load_zoo_backbone
 
     if rest.partition("?")[0] in REAL_ZOO:
         return load_real_zoo_backbone(rest)
+    if rest in TEXT_ZOO:
+        return load_text_zoo_backbone(rest)
 
     return load_zoo_backbone(rest, context.cache_dir, context.progress)
 
@@ -240,7 +243,14 @@ def _load_file(spec: str, rest: str, context: BackboneContext) -> Backbone:
     return load_file_backbone(spec, rest, build_architecture, context.trusted_pickles)
 
 
+def _load_hf(spec: str, rest: str, context: BackboneContext) -> Backbone:
+    from reusespec.backbones.huggingface import load_hf_backbone
+
+    return load_hf_backbone(spec, rest, context.allow_download)
+
+
 register_scheme("zoo", _load_zoo)
+register_scheme("hf", _load_hf)
 register_scheme("torchvision", _load_torchvision)
 register_scheme("file", _load_file)
 

@@ -79,6 +79,8 @@ def spec_receipt(session: ReuseSession) -> dict[str, Any]:
 
 def describe_input(spec: Any) -> str:
     """An input specification in one line (size, normalisation, interpolation)."""
+    if getattr(spec, "modality", "image") != "image":
+        return str(spec.describe())
     size = "x".join(str(s) for s in spec.size)
     mean = ",".join(f"{m:.3g}" for m in spec.mean)
     std = ",".join(f"{s:.3g}" for s in spec.std)

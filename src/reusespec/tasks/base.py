@@ -46,6 +46,18 @@ class Split:
         fp = digest("split", parent, name, array_digest(images), array_digest(labels))
         return cls(name=name, labels=labels, load=lambda idx: images[torch.as_tensor(idx)], fingerprint=fp)
 
+    @classmethod
+    def from_texts(cls, name: str, texts: Sequence[str], labels: np.ndarray, parent: str) -> Split:
+        """A split of texts held in memory; ``load`` returns a list of strings."""
+        labels = np.asarray(labels, dtype=np.int64)
+        held = list(texts)
+        if len(held) != len(labels):
+            raise ValueError(f"{parent} [{name}]: {len(held)} texts but {len(labels)} labels")
+        fp = digest("text-split", parent, name, digest(*held), array_digest(labels))
+        return cls(
+            name=name, labels=labels, load=lambda idx: [held[i] for i in np.asarray(idx)], fingerprint=fp
+        )
+
     def subset(self, positions: np.ndarray, labels: np.ndarray | None = None, tag: str = "") -> Split:
         """A split of some of these examples (optionally relabelled)."""
         positions = np.asarray(positions, dtype=np.int64)
@@ -75,7 +87,10 @@ class Split:
 
 @dataclass
 class Task:
-    """A classification task with deterministic splits."""
+    """A classification task with deterministic splits.
+
+    ``modality`` says what ``load`` yields: "image" (uint8 tensors) or "text" (lists of str).
+    """
 
     name: str
     class_names: Sequence[str]

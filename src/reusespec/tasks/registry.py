@@ -34,7 +34,7 @@ from reusespec.tasks.bundled import BUNDLED, load_bundled_task
 from reusespec.tasks.plugins import registered_task, registered_task_names
 from reusespec.tasks.splits import check_splits, k_shot
 
-QUERY_KEYS = {"shots", "val", "size"}
+QUERY_KEYS = {"shots", "val", "size", "per_class", "text", "label"}
 FOLDER_KEYS = {"shots", "size"}
 MAX_IMAGE_SIDE = 4096
 _CLASS_LIST = re.compile(r"[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*", re.ASCII)
@@ -65,6 +65,9 @@ def parse_task_spec(spec: str) -> TaskRequest:
                 f"folders, or fixed fractions, make the splits); it takes {sorted(FOLDER_KEYS)}"
             )
         return TaskRequest(spec, "folder", base[len("folder:") :], options)
+    for kind in ("textfolder", "csv", "jsonl"):  # the rest is a path: may hold ':'
+        if base.startswith(kind + ":"):
+            return TaskRequest(spec, kind, base[len(kind) + 1 :], options)
     name, _, selector = base.partition(":")
     if "size" in options:
         raise UnknownTaskError(
@@ -80,9 +83,12 @@ def parse_task_spec(spec: str) -> TaskRequest:
 
 
 def known_task_names() -> list[str]:
+    from reusespec.tasks.text import PACKAGED
     from reusespec.tasks.torchvision_data import TORCHVISION_TASKS
 
-    return sorted([*BUNDLED, *TORCHVISION_TASKS, *registered_task_names(), "folder:PATH"])
+    return sorted(
+        [*BUNDLED, *TORCHVISION_TASKS, *PACKAGED, *registered_task_names(), "folder:PATH", "textfolder:DIR", "csv:PATH"]
+    )
 
 
 def load_task(
@@ -104,6 +110,10 @@ def load_task(
             request = replace(request, selector=None)
     elif request.name in BUNDLED:
         task = load_bundled_task(request.name, seed=seed, val_fraction=val_fraction)
+    elif request.name in _TEXT_TASKS:
+        task = _load_text_task(request, seed, val_fraction)
+        if request.name in ("textfolder", "csv", "jsonl"):
+            request = replace(request, selector=None)
     elif request.name == "folder":
         from reusespec.tasks.folder import load_image_folder
 
@@ -139,6 +149,35 @@ def load_task(
         task = few_shot(task, shots, seed)
     check_splits(task, spec)
     return replace(task, name=spec)
+
+
+_TEXT_TASKS = (
+    "bbc-news",
+    "bbc-news-headlines",
+    "rotten-tomatoes",
+    "health-tweets",
+    "textfolder",
+    "csv",
+    "jsonl",
+)
+
+
+def _load_text_task(request: TaskRequest, seed: int, val_fraction: float) -> Task:
+    from reusespec.tasks import text
+
+    if request.name in text.PACKAGED:
+        per_class = _int_option(request, "per_class", 0) if "per_class" in request.options else None
+        return text.load_packaged_text_task(
+            request.name, seed=seed, val_fraction=val_fraction, per_class=per_class
+        )
+    return text.load_user_text_task(
+        request.name,
+        request.selector or "",
+        seed=seed,
+        val_fraction=val_fraction,
+        text_key=request.options.get("text", "text"),
+        label_key=request.options.get("label", "label"),
+    )
 
 
 def few_shot(task: Task, shots: int, seed: int) -> Task:
