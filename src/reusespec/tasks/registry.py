@@ -74,7 +74,12 @@ def parse_task_spec(spec: str) -> TaskRequest:
             f"task {spec!r}: only folder: tasks take size= (the side images are resized to); "
             f"{name!r} has images of a fixed size"
         )
-    if selector and selector not in RELABELLINGS and not _CLASS_LIST.fullmatch(selector):
+    if (
+        selector
+        and selector not in RELABELLINGS
+        and not _CLASS_LIST.fullmatch(selector)
+        and not _selector_of_registered_task(name, selector)
+    ):
         raise UnknownTaskError(
             f"task {spec!r}: cannot read class selector {selector!r}; write a range '5-9', a list "
             f"'0,2,4' (ASCII digits), or one of {sorted(RELABELLINGS)}"
@@ -82,12 +87,26 @@ def parse_task_spec(spec: str) -> TaskRequest:
     return TaskRequest(spec, name, selector or None, options)
 
 
+def _selector_of_registered_task(name: str, selector: str) -> bool:
+    """Whether a task added through ``register_task`` (or an entry point) takes this selector itself."""
+    registered = None if name in BUNDLED else registered_task(name)
+    return registered is not None and selector in registered.selectors
+
+
 def known_task_names() -> list[str]:
     from reusespec.tasks.text import PACKAGED
     from reusespec.tasks.torchvision_data import TORCHVISION_TASKS
 
     return sorted(
-        [*BUNDLED, *TORCHVISION_TASKS, *PACKAGED, *registered_task_names(), "folder:PATH", "textfolder:DIR", "csv:PATH"]
+        [
+            *BUNDLED,
+            *TORCHVISION_TASKS,
+            *PACKAGED,
+            *registered_task_names(),
+            "folder:PATH",
+            "textfolder:DIR",
+            "csv:PATH",
+        ]
     )
 
 
