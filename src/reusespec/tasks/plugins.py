@@ -35,13 +35,8 @@ def register_task(
     _TASKS[name] = RegisteredTask(loader, tuple(selectors), description)
 
 
-def _builtin() -> None:
-    import reusespec.tasks.real  # noqa: F401  (registers the real-data tasks)
-
-
 def registered_task(name: str) -> RegisteredTask | None:
     """The task registered as ``name`` in-process or by an installed package's entry point."""
-    _builtin()
     if name in _TASKS:
         return _TASKS[name]
     from reusespec.entry_points import TASK_GROUP, find_entry_point
@@ -57,7 +52,6 @@ def registered_task(name: str) -> RegisteredTask | None:
 def registered_task_names() -> list[str]:
     from reusespec.entry_points import TASK_GROUP, entry_point_names
 
-    _builtin()
     names = set(_TASKS) | set(entry_point_names(TASK_GROUP))
     for name, entry in list(_TASKS.items()):
         names.update(f"{name}:{selector}" for selector in entry.selectors)

@@ -29,9 +29,9 @@ from urllib.parse import parse_qsl
 import numpy as np
 
 from reusespec.errors import TaskError, UnknownTaskError
+from reusespec.tasks import plugins
 from reusespec.tasks.base import Split, Task
 from reusespec.tasks.bundled import BUNDLED, load_bundled_task
-from reusespec.tasks.plugins import registered_task, registered_task_names
 from reusespec.tasks.splits import check_splits, k_shot
 
 QUERY_KEYS = {"shots", "val", "size", "per_class", "text", "label"}
@@ -85,6 +85,19 @@ def parse_task_spec(spec: str) -> TaskRequest:
             f"'0,2,4' (ASCII digits), or one of {sorted(RELABELLINGS)}"
         )
     return TaskRequest(spec, name, selector or None, options)
+
+
+def registered_task(name: str) -> plugins.RegisteredTask | None:
+    """A task added through ``register_task`` or an entry point; the real-data tasks register first."""
+    import reusespec.tasks.real  # noqa: F401  (registers elpv and animal-mnist; imports torch, so lazily)
+
+    return plugins.registered_task(name)
+
+
+def registered_task_names() -> list[str]:
+    import reusespec.tasks.real  # noqa: F401
+
+    return plugins.registered_task_names()
 
 
 def _selector_of_registered_task(name: str, selector: str) -> bool:
