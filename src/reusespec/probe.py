@@ -26,6 +26,7 @@ Two solvers run that protocol (:func:`_run_protocol` is shared):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
@@ -40,7 +41,7 @@ DEFAULT_GRID = tuple(float(x) for x in np.logspace(-6, 2, 9))
 
 # Bump when a change can alter a fitted head (solver, tolerances, precision, protocol): the
 # number is part of the key under which fitted heads are cached on disk.
-SOLVER_VERSION = 2
+SOLVER_VERSION = 3
 
 # A fit stops when the largest entry of the gradient of the mean loss is at most this
 # (scikit-learn's ``tol`` means the same; its default 1e-4 stops short at weak penalties with many
@@ -105,7 +106,9 @@ class _Solver(Protocol, Generic[ParamsT]):
         """Minimise the objective on the training split, from ``init`` (zeros when None)."""
         ...
 
-    def val_accuracy(self, params: ParamsT) -> float: ...
+    def val_scores(self, params: ParamsT) -> tuple[float, float]:
+        """Validation accuracy and mean log-likelihood (the tie-break between equal accuracies)."""
+        ...
 
     def refit(self, l2: float, init: ParamsT) -> ParamsT:
         """Minimise the objective on train + val, standardised with their joint statistics."""
@@ -118,31 +121,45 @@ def _run_protocol(
     solver: _Solver[ParamsT], l2_grid: tuple[float, ...], refine: bool, refit_on_train_val: bool
 ) -> ProbeFit:
     """Sweep strong to weak with warm starts, refine around the best, refit on train + val."""
-    sweep: dict[float, tuple[float, ParamsT]] = {}
+    sweep: dict[float, tuple[float, float, ParamsT]] = {}
     params: ParamsT | None = None
     for l2 in sorted(l2_grid, reverse=True):  # strong to weak: each fit warm-starts the next
         params = solver.fit(l2, params)
-        sweep[l2] = (solver.val_accuracy(params), params)
+        sweep[l2] = (*solver.val_scores(params), params)
     best = _best(sweep)
     if refine and len(l2_grid) > 1:
         # One finer pass around the best point: half a grid step either side.
         step = np.diff(np.log10(sorted(l2_grid))).min() / 2
         for l2 in (best * 10**step, best / 10**step):
             if l2 not in sweep and min(l2_grid) <= l2 <= max(l2_grid):  # refine inside the grid only
-                params = solver.fit(l2, sweep[best][1])
-                sweep[l2] = (solver.val_accuracy(params), params)
+                params = solver.fit(l2, sweep[best][2])
+                sweep[l2] = (*solver.val_scores(params), params)
         best = _best(sweep)
-    best_val, best_params = sweep[best]
+    best_val, _, best_params = sweep[best]
     if refit_on_train_val:
         best_params = solver.refit(best, best_params)
     best = float(best)  # plain floats travel to the xdist controller; numpy scalars do not
     head = solver.head(best_params, best, refit_on_train_val)
-    return ProbeFit(head, best, best_val, sorted((float(l2), acc) for l2, (acc, _) in sweep.items()))
+    return ProbeFit(head, best, best_val, sorted((float(l2), acc) for l2, (acc, _, _) in sweep.items()))
 
 
-def _best(sweep: dict[float, tuple[float, ParamsT]]) -> float:
-    """Highest validation accuracy; ties go to the stronger penalty (the simpler head)."""
-    return max(sweep, key=lambda l2: (sweep[l2][0], l2))
+def _best(sweep: Mapping[float, tuple[float, float, object]]) -> float:
+    """Highest validation accuracy; ties go to the higher validation log-likelihood.
+
+    Accuracy alone ties often on a small validation split (every point of a wide plateau scores the
+    same), and a tie given to the strongest penalty can pick a head whose weights are all but zero:
+    its refit on train + val is then decided by the bias (measured: 0.49 test accuracy where
+    scikit-learn reaches 0.93 on 240 balanced examples). The log-likelihood, a proper scoring rule,
+    prefers the point whose probabilities fit the held-out data best; the stronger penalty still wins
+    an exact tie of both.
+    """
+    return max(sweep, key=lambda l2: (sweep[l2][0], sweep[l2][1], l2))
+
+
+def _mean_log_likelihood(logits: np.ndarray, labels: np.ndarray) -> float:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_norm = np.log(np.exp(shifted).sum(axis=1))
+    return float((shifted[np.arange(len(labels)), labels] - log_norm).mean())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,9 +274,10 @@ class _ScipySolver:
     def fit(self, l2: float, init: Float64Array | None) -> Float64Array:
         return self._minimise(self.z_train, self.train_y, l2, init, sweep=self.in_sweep)
 
-    def val_accuracy(self, params: Float64Array) -> float:
+    def val_scores(self, params: Float64Array) -> tuple[float, float]:
         weight, bias = self._split(params)
-        return float(((self.z_val @ weight.T + bias).argmax(1) == self.val_y).mean())
+        logits = (self.z_val @ weight.T + bias).astype(np.float64)
+        return float((logits.argmax(1) == self.val_y).mean()), _mean_log_likelihood(logits, self.val_y)
 
     def refit(self, l2: float, init: Float64Array) -> Float64Array:
         x_all = np.concatenate([self.train_x, self.val_x])
@@ -341,8 +359,11 @@ class _TorchSolver:
     def fit(self, l2: float, init: TorchParams | None) -> TorchParams:
         return self._minimise(self.z_train, self.train_y, l2, init)
 
-    def val_accuracy(self, params: TorchParams) -> float:
-        return float(((self.z_val @ params[0].T + params[1]).argmax(1) == self.val_y).double().mean())
+    def val_scores(self, params: TorchParams) -> tuple[float, float]:
+        logits = self.z_val @ params[0].T + params[1]
+        accuracy = float((logits.argmax(1) == self.val_y).double().mean())
+        log_likelihood = -float(torch.nn.functional.cross_entropy(logits.double(), self.val_y))
+        return accuracy, log_likelihood
 
     def refit(self, l2: float, init: TorchParams) -> TorchParams:
         x_all = torch.cat([self.train_x, self.val_x])

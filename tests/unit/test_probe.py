@@ -282,3 +282,24 @@ def test_heads_do_not_depend_on_the_thread_count() -> None:
 
 def test_solver_version_is_a_positive_int() -> None:
     assert isinstance(SOLVER_VERSION, int) and SOLVER_VERSION >= 2
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([0.5, 0.75, 1.0]), st.floats(-5.0, 0.0, allow_nan=False)),
+        min_size=2,
+        max_size=9,
+    )
+)
+def test_ties_in_validation_accuracy_go_to_the_better_validation_likelihood(
+    points: list[tuple[float, float]],
+) -> None:
+    """The chosen L2 has the best validation accuracy, and among those the best log-likelihood."""
+    from reusespec.probe import _best
+
+    sweep = {10.0 ** (i - 6): (acc, loglik, None) for i, (acc, loglik) in enumerate(points)}
+    chosen = _best(sweep)
+    top = max(acc for acc, _ in points)
+    assert sweep[chosen][0] == top
+    assert sweep[chosen][1] == max(ll for acc, ll, _ in sweep.values() if acc == top)
