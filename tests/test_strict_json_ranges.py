@@ -89,3 +89,18 @@ def test_a_clipped_interval_is_ordered_inside_the_range_and_within_the_original(
 def test_nan_bounds_are_not_invented_into_numbers() -> None:
     low, high = clip_interval("accuracy", float("nan"), 1.2)
     assert math.isnan(low) and high == pytest.approx(1.0)
+
+
+def test_seed_intervals_of_scores_stay_in_their_range() -> None:
+    from reusespec.results import ScoreRecord
+    from reusespec.seeding import aggregate_records
+
+    def run(metric: str, values: list[float]) -> ScoreRecord:
+        per_seed = [[ScoreRecord("zoo:a", "t", "head-only", metric, v)] for v in values]
+        (aggregated,) = aggregate_records(per_seed, list(range(len(values))))
+        return aggregated
+
+    accuracy = run("accuracy", [0.93, 0.99, 1.0])  # Student t over 3 seeds reaches past 1
+    assert accuracy.ci_high == 1.0 and accuracy.ci_low is not None and 0.0 <= accuracy.ci_low < accuracy.value
+    latency = run("latency_ms", [0.05, 0.4, 0.2])
+    assert latency.ci_low == 0.0 and latency.ci_high is not None and latency.ci_high > latency.value
