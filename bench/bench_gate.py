@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import math
 import os
 import sys
@@ -54,6 +55,14 @@ EXCLUDED = {
     "test_resnet50_budget_offline": "parameter and MAC counts, the same under every seed",
     "test_scores_agree_with_probing": "17 s per seed (probes all five zoo backbones)",
 }
+# Detection runs only the cheaper specs that load the damaged backbone (the run fails if any fails).
+DETECTION_SPECS = (
+    "test_digits_cnn_transfers_to_unseen_digits",
+    "test_pretrained_beats_its_random_init_twin",
+    "test_few_shot_transfer",
+    "test_profile",
+    "test_noise_robustness",
+)
 SUBJECT = "zoo:digits-cnn"
 PROBE_TASK = "mnist5k:5-9"
 DAMAGED_LAYER = "features.1.0.weight"
@@ -271,6 +280,107 @@ def _rates(outcomes: list[GateOutcome]) -> dict[str, Any]:
     }
 
 
+RUNS_FILE = RESULTS_DIR / "gate_runs.jsonl"
+
+
+def record_runs(cache: Path, kind: str, seeds: range, ctx: Context) -> None:
+    """Run the specs at each seed (``kind`` healthy: one session for all; rerun: another) and append
+    every run, stored as a baseline would be with the test labels added, to ``RUNS_FILE``."""
+    from reusespec.baseline import encode_array
+
+    specs = load_specs()
+    session = new_session(cache)
+    for seed in seeds:
+        runs = run_suite(session, seed, specs)
+        entry: dict[str, Any] = {"kind": kind, "seed": seed, "load": round(os.getloadavg()[0], 2), "runs": {}}
+        for nodeid, run in runs.items():
+            scores = stored({nodeid: run})[nodeid]
+            for score, examples in zip(scores, run.examples, strict=True):
+                if examples is not None:
+                    score["labels"] = encode_array(examples[0])
+            entry["runs"][nodeid] = {"scores": scores, "error": run.error}
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        with RUNS_FILE.open("a") as f:  # one line per run: a killed job keeps what it finished
+            f.write(json.dumps(entry) + "\n")
+        ctx.log(f"{kind} seed {seed} done")
+
+
+def _replayed(entry: dict[str, Any]) -> tuple[dict[str, list[dict[str, Any]]], dict[str, SpecRun]]:
+    """A recorded run as (its baseline, the run the gate judges)."""
+    from reusespec.baseline import decode_array
+
+    baseline: dict[str, list[dict[str, Any]]] = {}
+    runs: dict[str, SpecRun] = {}
+    for nodeid, run in entry["runs"].items():
+        baseline[nodeid] = run["scores"]
+        examples = [
+            (decode_array(s["labels"]), decode_array(s["predictions"])) if "labels" in s else None
+            for s in run["scores"]
+        ]
+        runs[nodeid] = SpecRun(run["scores"], examples, run["error"])
+    return baseline, runs
+
+
+def aggregate_runs(path: Path = RUNS_FILE) -> dict[str, Any]:
+    """Rates of the reseeded and same-seed replays from the recorded runs."""
+    healthy: dict[int, Any] = {}
+    reruns: dict[int, Any] = {}
+    loads = []
+    for line in path.read_text().splitlines():
+        entry = json.loads(line)
+        (healthy if entry["kind"] == "healthy" else reruns)[entry["seed"]] = _replayed(entry)
+        if entry["kind"] == "rerun":
+            loads.append(entry["load"])
+    rules = [("asserted", "off"), ("asserted", "interval"), ("all", "off")]
+    base0 = healthy[0][0]
+    reseeded = {
+        f"{rule}/{verdicts}": _rates(
+            [decide(base0, healthy[seed][1], rule, verdicts) for seed in sorted(healthy) if seed != 0]
+        )
+        for rule, verdicts in rules
+    }
+    same = {
+        f"{rule}/{verdicts}": _rates(
+            [
+                decide(healthy[seed][0], reruns[seed][1], rule, verdicts)
+                for seed in sorted(reruns)
+                if seed in healthy
+            ]
+        )
+        for rule, verdicts in rules
+    }
+    return {"reseeded": reseeded, "same_seed": same, "same_seed_loads": loads}
+
+
+def run_detection(ctx: Context, detect: int, cache: Path) -> dict[str, Any]:
+    """Damaged backbones against healthy baselines at the same seeds (the detection specs only)."""
+    specs = [(n, fn) for n, fn in load_specs() if n.split("::")[1] in DETECTION_SPECS]
+    session = new_session(cache)
+    baselines = {seed: stored(run_suite(session, seed, specs)) for seed in range(detect)}
+    ctx.log(f"healthy baselines for detection at seeds 0..{detect - 1}")
+    detection = {}
+    with tempfile.TemporaryDirectory(prefix="damaged-") as folder:
+        damage = calibrate_damage(cache, Path(folder), ctx)
+        for target, (calibrated, backbone) in damage.items():
+            outcomes, losses, score_detected = [], [], 0
+            damaged = new_session(cache, alias={SUBJECT: backbone})
+            for seed in range(detect):
+                runs = run_suite(damaged, seed, specs)
+                outcome = decide(baselines[seed], runs, "asserted", "off")
+                outcomes.append(outcome)
+                nodeid = "reuse_specs/test_demo_transfer.py::test_digits_cnn_transfers_to_unseen_digits"
+                old, new = baselines[seed][nodeid][0]["value"], runs[nodeid].scores[0]["value"]
+                losses.append(100 * (old - new))
+                score_detected += nodeid in outcome.failed
+            rates = _rates(outcomes)
+            rates["calibrated_loss_points"] = calibrated
+            rates["mean_loss_points"] = sum(losses) / len(losses)
+            rates["unseen_digits_detected"] = score_detected
+            detection[f"{target:g}"] = rates
+            ctx.log(f"detection at {target:g} points: {rates['failed']}/{rates['replays']}")
+    return {"detection": detection, "detection_specs": list(DETECTION_SPECS)}
+
+
 def run(
     ctx: Context, replays: int = 100, same_seed: int = 20, detect: int = 20, cache_dir: Path | None = None
 ) -> dict[str, Any]:
@@ -392,7 +502,7 @@ def render_section(results: dict[str, Any]) -> str:
         f"({machine.get('cores', '?')} cores shared with other jobs; 1-minute load average "
         f"{min(loads, default=0):.1f}-{max(loads, default=0):.1f} during the reruns), torch "
         f"{machine.get('torch', '?')}; {len(results['specs'])} demo specs per run; "
-        f"{results['seconds'] / 60:.0f} minutes in all.",
+        "recorded runs replayed in-process.",
         "",
         "| replays | gate | runs | gate fails the run | 95% interval | inconclusive | own asserts failed |",
         "|---|---|---|---|---|---|---|",
@@ -414,7 +524,7 @@ def render_section(results: dict[str, Any]) -> str:
         "| damage | accuracy lost (mean) | runs | gate fails the run | 95% interval | unseen-digits spec |",
         "|---|---|---|---|---|---|",
     ]
-    for target, rates in results["detection"].items():
+    for target, rates in results.get("detection", {}).items():
         lines.append(
             f"| {target} points | {rates['mean_loss_points']:.2f} points | {rates['replays']} | "
             f"{_rate_cells(rates)} | {rates['unseen_digits_detected']} |"
@@ -458,8 +568,58 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-docs", action="store_true", help="do not rewrite docs/gating.md and the picture"
     )
+    parser.add_argument(
+        "--detection-only",
+        action="store_true",
+        help="only the damaged backbones (results/gate_detection.json)",
+    )
+    parser.add_argument("--render-only", action="store_true", help="rewrite the docs from results/gate*.json")
+    parser.add_argument(
+        "--record", choices=("healthy", "rerun"), help="record runs at --seeds into gate_runs.jsonl"
+    )
+    parser.add_argument("--seeds", type=int, nargs=2, metavar=("FIRST", "STOP"), default=(0, 101))
+    parser.add_argument(
+        "--aggregate", action="store_true", help="gate.json from gate_runs.jsonl (and the docs)"
+    )
     args = parser.parse_args(argv)
     ctx = Context(quick=args.quick)
+    if args.record:
+        record_runs(args.cache_dir or ctx.fresh_cache("gate"), args.record, range(*args.seeds), ctx)
+        return 0
+    if args.aggregate:
+        specs = sorted({n for line in RUNS_FILE.read_text().splitlines() for n in json.loads(line)["runs"]})
+        record = {"benchmark": "gate", "machine": machine_info(), "specs": specs, "excluded": EXCLUDED}
+        record.update(aggregate_runs())
+        detection = RESULTS_DIR / "gate_detection.json"
+        if detection.exists():
+            record.update(
+                {k: v for k, v in json.loads(detection.read_text()).items() if k.startswith("detection")}
+            )
+        write_result("gate", record, RESULTS_DIR)
+        if not args.no_docs:
+            power_picture(record)
+            write_section(record)
+        return 0
+    if args.detection_only:
+        cache = args.cache_dir or ctx.fresh_cache("gate")
+        record = {
+            "benchmark": "gate_detection",
+            "machine": machine_info(),
+            **run_detection(ctx, args.detect, cache),
+        }
+        ctx.log(f"wrote {write_result('gate_detection', record, RESULTS_DIR)}")
+        return 0
+    if args.render_only:
+        record = json.loads((RESULTS_DIR / "gate.json").read_text())
+        detection = RESULTS_DIR / "gate_detection.json"
+        if detection.exists():
+            record.update(
+                {k: v for k, v in json.loads(detection.read_text()).items() if k.startswith("detection")}
+            )
+        power_picture(record)
+        write_section(record)
+        ctx.log(f"wrote {PICTURE} and the results of {DOC}")
+        return 0
     record = {
         "benchmark": "gate",
         "machine": machine_info(),
