@@ -2,7 +2,8 @@
 
 Put the torchvision weights in $TORCH_HOME/hub/checkpoints and CIFAR in the data directory
 (--reuse-data-dir or $REUSESPEC_DATA_DIR), or pass --reuse-allow-download.
-Thresholds are for a linear probe at 224 px on the full training set (REFERENCE.md).
+Thresholds are for a linear probe at 224 px on the full training set (docs/reference.md,
+"Realistic thresholds").
 """
 
 import pytest

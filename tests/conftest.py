@@ -3,13 +3,35 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
+# pytester's in-process runs drop the modules first imported inside them, and torch, numpy and
+# scipy cannot be imported twice in one process: the session (which imports them all) is imported
+# here, once, before any in-process run. Without it a test file run alone with -q can fail where
+# the whole suite passes (collecting the other files imports them first).
+import reusespec.session  # noqa: F401
+
 settings.register_profile("reusespec", max_examples=25, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reusespec"))
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One torch thread for a module's tests (``pytestmark = pytest.mark.usefixtures("one_thread")``).
+
+    Small L-BFGS fits and tiny tensors run many times slower with two threads on a busy two-core
+    machine, and one thread fixes the reduction order; in-process pytester runs share the setting.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

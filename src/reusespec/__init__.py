@@ -23,6 +23,7 @@ _EXPORTS = {
     "ReuseSpecError": "reusespec.errors",
     "UnsafeCheckpointError": "reusespec.errors",
     "Metric": "reusespec.results",
+    "Score": "reusespec.results",
     "ProbeResult": "reusespec.results",
     "ScoreRecord": "reusespec.results",
     "Reuse": "reusespec.session",
@@ -46,6 +47,7 @@ __all__ = [
     "ReuseConfig",
     "ReuseSession",
     "ReuseSpecError",
+    "Score",
     "ScoreRecord",
     "Split",
     "Task",
@@ -78,7 +80,7 @@ if TYPE_CHECKING:
         ReuseSpecError,
         UnsafeCheckpointError,
     )
-    from reusespec.results import Metric, ProbeResult, ScoreRecord
+    from reusespec.results import Metric, ProbeResult, Score, ScoreRecord
     from reusespec.session import Reuse, ReuseSession
     from reusespec.tasks.base import Split, Task
     from reusespec.tasks.registry import load_task

@@ -7,8 +7,7 @@ them (``gw3`` on 2 GPUs -> ``cuda:1``); the controller or a serial run uses ``cu
 ``CUDA_VISIBLE_DEVICES`` needs no handling here: the CUDA runtime, and so torch, already
 renumbers the visible GPUs ``0..n-1``, so ``cuda:1`` means "the second visible GPU". Restrict
 a run to some GPUs by setting it (``CUDA_VISIBLE_DEVICES=2,3 pytest -n 4`` puts gw0 and gw2 on
-physical GPU 2, gw1 and gw3 on GPU 3). ``visible_device_count`` mirrors how torch parses it,
-for reports and tests.
+physical GPU 2, gw1 and gw3 on GPU 3).
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from collections.abc import Iterator, Mapping
 import torch
 
 _WORKER_ID = re.compile(r"^gw(\d+)$")
-_LEADING_INT = re.compile(r"^[+-]?\d+")
 
 
 def worker_index(worker_id: str | None) -> int:
@@ -47,43 +45,6 @@ def device_for_worker(worker_id: str | None, cuda_device_count: int) -> str:
     if cuda_device_count == 0:
         return "cpu"
     return f"cuda:{worker_index(worker_id) % cuda_device_count}"
-
-
-def visible_device_count(env: Mapping[str, str], physical_count: int) -> int:
-    """How many GPUs a process sees, given its environment and the GPUs in the machine.
-
-    Follows the CUDA runtime (as torch parses it): unset -> all GPUs; ``""`` -> none; the list
-    ends at the first empty, negative or non-numeric entry, or at the first index the machine
-    does not have; a repeated index hides every GPU. UUID lists (``GPU-...``, ``MIG-...``) are
-    counted entry by entry, up to ``physical_count``.
-    """
-    value = env.get("CUDA_VISIBLE_DEVICES")
-    if value is None:
-        return physical_count
-    entries = [entry.strip() for entry in value.split(",")]
-    for prefix in ("GPU-", "MIG-"):
-        if value.startswith(prefix):
-            seen: list[str] = []
-            for entry in entries:
-                if entry in seen:
-                    return 0
-                if not entry.startswith(prefix):
-                    break
-                seen.append(entry)
-            return min(len(seen), physical_count)
-    ordinals: list[int] = []
-    for entry in entries:
-        match = _LEADING_INT.match(entry)
-        ordinal = int(match.group(0)) if match else -1
-        if ordinal in ordinals:
-            return 0
-        if ordinal < 0:
-            break
-        ordinals.append(ordinal)
-    for position, ordinal in enumerate(ordinals):
-        if ordinal >= physical_count:
-            return position
-    return len(ordinals)
 
 
 def select_device(requested: str = "auto", worker_id: str | None = None) -> torch.device:
@@ -140,8 +101,8 @@ def configure_worker_threads(env: Mapping[str, str] = os.environ) -> int | None:
         return None
     threads = threads_per_worker(workers, os.cpu_count() or 1)
     torch.set_num_threads(threads)
-    # numpy/scipy's BLAS pools (LogME's SVD, scikit-learn) oversubscribe the same way; measured
-    # under xdist -n 2 on 2 cores: LogME 8.5 s with the default pools, 0.18 s with one thread each.
+    # numpy/scipy's BLAS pools (LogME's SVD, scikit-learn) oversubscribe the same way (figures in
+    # docs/benchmarks.md, "Threads per worker").
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=threads)

@@ -47,3 +47,38 @@ class TaskError(ReuseSpecError, ValueError):
 
 class TrainingDivergedError(ReuseSpecError):
     """Training produced a non-finite loss."""
+
+
+class StatsError(ReuseSpecError, ValueError):
+    """Inputs that a statistic cannot be computed from (empty, non-finite, too few seeds, ...)."""
+
+
+class BaselineError(ReuseSpecError, ValueError):
+    """A baseline file that cannot be read or used; the message says why and what to do."""
+
+
+class GateSettingsError(ReuseSpecError, ValueError):
+    """Gate settings that contradict each other or lie outside what they accept."""
+
+
+class SuiteError(ReuseSpecError, ValueError):
+    """A standard-suite setting that cannot be used."""
+
+
+class MarkerError(ReuseSpecError, ValueError):
+    """A ``reuse_backbone`` marker without a backbone string."""
+
+
+class GateFailure(ReuseSpecError, AssertionError):
+    """A spec the gate failed: a verdict over seeds or intervals, a regression, a refused baseline."""
+
+
+class Inconclusive(ReuseSpecError, AssertionError):
+    """A spec whose interval straddles its threshold (and ``--reuse-inconclusive block``)."""
+
+
+class ReuseGateWarning(UserWarning):
+    """A spec with severity ``warn`` (or an inconclusive one under ``--reuse-inconclusive warn``).
+
+    A warning, not an error: the one public class here that does not subclass ReuseSpecError.
+    """

@@ -122,7 +122,7 @@ class TrainConfig:
 
 
 # SGD + Nesterov with a cosine schedule is the protocol behind published transfer tables
-# (REFERENCE.md, "Fine-tuning strategies"); the head gets a 5x larger rate than the pretrained
+# (docs/reference.md, "Fine-tuning strategies"); the head gets a 5x larger rate than the pretrained
 # backbone (0.01 is inside the published sweep, logspace(-4, -1)). Augmentation is opt-in: what
 # is label-preserving depends on the domain (a flip turns a 2 into something else), and on the
 # demo tasks it cost accuracy at short schedules. head-only follows the linear-probe protocol;

@@ -1,7 +1,7 @@
 """Results of fine-tuning, domain shift, profiles, complexity and rankings.
 
 Like :class:`~reusespec.results.ProbeResult`, each exposes its numbers as
-:class:`~reusespec.results.Metric` floats, so thresholds asserted on them reach the report.
+:class:`~reusespec.results.Score` floats, so thresholds asserted on them reach the report.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from reusespec.results import Metric, ProbeResult, Result, attach_accuracy_ci
+from reusespec.results import ProbeResult, Result, Score, attach_accuracy_ci
 
 
 class FinetuneOutcome(Result):
@@ -87,6 +87,11 @@ class ShiftResult(Result):
         self.shifted_accuracy = self._score("shifted_accuracy", shifted_accuracy, **common)
         self.absolute_drop = self._score("absolute_drop", drop, **common)
         self.relative_drop = self._score("relative_drop", relative, **common)
+        corruption, at, severity = shift.rpartition("@")
+        for record in self.records:
+            record.shift = shift
+            if at and corruption and severity.isdigit():  # a corruption, not another dataset
+                record.corruption, record.severity = corruption, int(severity)
 
     def __repr__(self) -> str:
         return (
@@ -115,11 +120,13 @@ class ShiftSuiteResult(Result):
             seconds=seconds,
             extra={"table": self.table, "clean_accuracy": clean},
         )
-        self.clean_accuracy = Metric(clean)
+        self.clean_accuracy = Score(clean)
         self.mean_accuracy = self._score("mean_corrupted_accuracy", mean_acc, **common)
         self.mean_relative_drop = self._score(
             "mean_relative_drop", (clean - mean_acc) / clean if clean else 0.0, **common
         )
+        for record in self.records:
+            record.shift = "suite"
         worst = min(self.table, key=lambda n: sum(self.table[n].values())) if self.table else ""
         self.worst_corruption = worst
 
@@ -137,7 +144,7 @@ class ProfileResult(Result):
         self.records = []
         self.backbone = backbone
         self.results = dict(per_task)
-        self.accuracies: dict[str, Metric] = {}
+        self.accuracies: dict[str, Score] = {}
         for task, result in per_task.items():
             value = getattr(result, metric)
             self.records.append(value.record)
@@ -194,10 +201,10 @@ class ComplexityResult(Result):
             backbone=backbone, task=f"input {size}", strategy="complexity", seconds=seconds, extra=extra
         )
         self.params = self._score("params", complexity.params, **common)
-        self.trainable_params = Metric(complexity.trainable_params)
+        self.trainable_params = Score(complexity.trainable_params)
         self.gmacs = self._score("gmacs", complexity.gmacs, **common)
         self.gflops = self._score("gflops", complexity.gflops, **common)
-        self.macs, self.flops = Metric(complexity.macs), Metric(complexity.flops)
+        self.macs, self.flops = Score(complexity.macs), Score(complexity.flops)
         self.checkpoint_mb = self._score("checkpoint_mb", complexity.checkpoint_mb, **common)
         self.latency_ms = (
             self._score("latency_ms", complexity.latency_ms, **common)
@@ -241,7 +248,7 @@ class Ranking(Result):
         self.best = self.order[0]
         self.seconds = seconds
 
-    def __getitem__(self, backbone: str) -> Metric:
+    def __getitem__(self, backbone: str) -> Score:
         return self.scores_by_backbone[backbone]
 
     def __repr__(self) -> str:
@@ -273,7 +280,7 @@ class RankAgreementResult(Result):
             "weighted_kendall_tau", agreement.weighted_kendall_tau, **common
         )
         self.spearman = self._score("spearman", agreement.spearman, **common)
-        self.kendall_tau = Metric(agreement.kendall_tau)
+        self.kendall_tau = Score(agreement.kendall_tau)
         self.probe_seconds = probe_seconds
 
     def __repr__(self) -> str:

@@ -352,10 +352,9 @@ class _TorchSolver:
 #   ones (measured: 100 x 256 by 256 x 5,000 differs between 1 and 2 threads), so a head would
 #   depend on the thread count, and a serial pytest run and its xdist workers (one thread each)
 #   would report different scores;
-# - speed: on a shared machine extra threads mostly wait on each other. Measured on 2 cores with
-#   other work running, one logits-and-gradient pair of products at 10,000 x 512 x 100 took 39 ms
-#   on 1 thread and 422 ms on 2 (375 ms and 1.5 s at 50,000 x 2,048 x 100); a 3,000 x 64 x 5-class
-#   fit took 0.98 s and 4.85 s. On an idle machine 2 threads would save up to half a large fit.
+# - speed: on a shared machine extra threads mostly wait on each other (figures in
+#   docs/benchmarks.md, "Threads of a CPU fit"); on an idle machine 2 threads would save up to half
+#   a large fit.
 
 
 # ---------------------------------------------------------------------------------------------

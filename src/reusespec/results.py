@@ -1,6 +1,6 @@
 """Scores and results: what a spec computes and what the report shows.
 
-Every number a result exposes is a :class:`Metric`: a float that also remembers the last
+Every number a result exposes is a :class:`Score`: a float that also remembers the last
 threshold it was compared with. ``assert result.accuracy >= 0.85`` therefore leaves the
 threshold, the operator and the margin in the score's :class:`ScoreRecord`, and the report
 shows them without any extra code in the spec.
@@ -39,8 +39,14 @@ class ScoreRecord:
     ci_low: float | None = None
     ci_high: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # A score under a domain shift: the shift's label (``gaussian_noise@3``, ``target mnist5k``, or
+    # ``suite``), and for a corruption its name and severity. ``task`` stays the display label
+    # ``TASK ~ SHIFT``; reports read these fields rather than parse it.
+    shift: str | None = None
+    corruption: str | None = None
+    severity: int | None = None
     # (test labels, test predictions) of an accuracy score, for paired comparisons with a baseline
-    # (reusespec.baseline); kept in process only, left out of as_dict so reports stay small.
+    # (reusespec.gate.baseline); kept in process only, left out of as_dict so reports stay small.
     examples: tuple[Any, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -50,15 +56,26 @@ class ScoreRecord:
             return None
         return self.value - self.threshold if self.op in (">=", ">") else self.threshold - self.value
 
+    @property
+    def shifted_task(self) -> str | None:
+        """The task a shifted score's head was trained on (``task`` without `` ~ SHIFT``)."""
+        return None if self.shift is None else self.task.removesuffix(f" ~ {self.shift}")
+
     def as_dict(self) -> dict[str, Any]:
         data = asdict(replace(self, examples=None))
         del data["examples"]
+        for key in _SHIFT_FIELDS:  # only on shifted scores: other scores keep the keys they had
+            if data[key] is None:
+                del data[key]
         return _plain({**data, "margin": self.margin})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScoreRecord:
         fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**fields)
+
+
+_SHIFT_FIELDS = ("shift", "corruption", "severity")
 
 
 def _plain(value: Any) -> Any:
@@ -73,12 +90,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class Metric(float):
-    """A float that records the thresholds it is compared against in its ScoreRecord."""
+class Score(float):
+    """A float score that records the thresholds it is compared against in its ScoreRecord.
+
+    Called ``Metric`` before 0.2 (torchmetrics users read that as an object that computes);
+    ``reusespec.results.Metric`` still works, with a DeprecationWarning.
+    """
 
     record: ScoreRecord | None
 
-    def __new__(cls, value: float, record: ScoreRecord | None = None) -> Metric:
+    def __new__(cls, value: float, record: ScoreRecord | None = None) -> Score:
         obj = super().__new__(cls, value)
         obj.record = record
         return obj
@@ -113,7 +134,7 @@ class Metric(float):
         return (float, (float(self),))  # pickles as a plain float
 
 
-def _not_a_threshold(metric: Metric, other: object, op: str) -> str:
+def _not_a_threshold(metric: Score, other: object, op: str) -> str:
     """Why ``metric >= other`` cannot be a gate, and how to write it (a threshold read as text, None)."""
     name = metric.record.metric if metric.record is not None else "score"
     text = other.decode(errors="replace") if isinstance(other, bytes) else other
@@ -133,13 +154,13 @@ def _not_a_threshold(metric: Metric, other: object, op: str) -> str:
 
 
 class Result:
-    """Base of every result: builds its Metric attributes from ScoreRecords."""
+    """Base of every result: builds its Score attributes from ScoreRecords."""
 
     records: list[ScoreRecord]
 
-    def _metric(self, record: ScoreRecord) -> Metric:
+    def _metric(self, record: ScoreRecord) -> Score:
         self.records.append(record)
-        return Metric(record.value, record)
+        return Score(record.value, record)
 
     def _score(
         self,
@@ -152,7 +173,7 @@ class Result:
         seconds: float = 0.0,
         cache_hit: bool | None = None,
         extra: dict[str, Any] | None = None,
-    ) -> Metric:
+    ) -> Score:
         record = ScoreRecord(
             backbone, task, strategy, metric, float(value), seconds, cache_hit, extra=extra or {}
         )
@@ -163,7 +184,7 @@ class Result:
 
 
 def attach_accuracy_ci(record: ScoreRecord, labels: Any, predictions: Any, confidence: float = 0.95) -> None:
-    """Give an accuracy record its bootstrap interval over test examples (REFERENCE: statistics)."""
+    """Give an accuracy record its bootstrap interval over test examples (docs/reference.md, "Intervals")."""
     import numpy as np
 
     from reusespec.stats import bootstrap_ci
@@ -222,3 +243,14 @@ class ProbeResult(Result):
             f"ProbeResult({self.backbone} on {self.task}: accuracy={self.accuracy:.4f}, "
             f"macro_f1={self.macro_f1:.4f}{top5}, l2={self.l2:.0e}, n_test={self.sizes.get('test')})"
         )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Metric":
+        import warnings
+
+        warnings.warn(
+            "reusespec.results.Metric is now reusespec.results.Score", DeprecationWarning, stacklevel=2
+        )
+        return Score
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -233,14 +233,14 @@ class Reuse:
         """Head-only transfer: a linear probe on the backbone's frozen, cached features.
 
         ``seeds=k`` repeats it with seeds ``seed, seed+1, ...``: scores are means over the seeds,
-        with an interval holding seed and test-set noise (:mod:`reusespec.seeding`).
+        with an interval holding seed and test-set noise (:mod:`reusespec.across_seeds`).
         """
         if seeds is not None:
             return self._over_seeds(seed, seeds, lambda s: self._probe(backbone, task, s, l2_grid)[0])
         return self._keep(self._probe(backbone, task, seed, l2_grid)[0])
 
     def _over_seeds(self, seed: int | None, seeds: int, run: Callable[[int], Any]) -> Any:
-        from reusespec.seeding import over_seeds
+        from reusespec.across_seeds import over_seeds
 
         first = self.session.config.seed if seed is None else seed
         return self._keep(over_seeds(run, range(first, first + seeds)))

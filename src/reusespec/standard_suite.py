@@ -13,7 +13,7 @@
 Checks without a limit still record their scores, so with ``--reuse-baseline`` the suite is a
 regression gate against the last checkpoint. Settings come from the ini file
 (``[tool.pytest.ini_options]``) and ``--reuse-suite-task``. The checks are plain functions of a
-:class:`~reusespec.session.Reuse` facade, usable without pytest (:func:`run_standard_suite`).
+:class:`~reusespec.session.Reuse` facade (``check.run(reuse)``), usable without pytest.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from reusespec.errors import ReuseSpecError
+from reusespec.errors import SuiteError
 
 if TYPE_CHECKING:
     from reusespec.session import Reuse
@@ -39,10 +39,6 @@ SUITE_INI = {
     "reuse_suite_max_relative_drop": "largest relative accuracy drop under the suite's shift (default: none)",
     "reuse_suite_latency": "true: the budget check also measures latency (machine-dependent)",
 }
-
-
-class SuiteError(ReuseSpecError, ValueError):
-    """A standard-suite setting that cannot be used."""
 
 
 @dataclass(frozen=True)
@@ -171,15 +167,3 @@ def _head_only(config: SuiteConfig, task: str) -> SuiteCheck:
         )
 
     return SuiteCheck(f"head-only[{task}]", f"linear probe of {backbone} on {task}", check)
-
-
-def run_standard_suite(reuse: Reuse, config: SuiteConfig) -> dict[str, str]:
-    """Run every check without pytest: name -> ``"passed"`` or the failure message."""
-    outcomes = {}
-    for check in standard_checks(config):
-        try:
-            check.run(reuse)
-            outcomes[check.name] = "passed"
-        except AssertionError as exc:
-            outcomes[check.name] = str(exc)
-    return outcomes

@@ -6,10 +6,10 @@ near the threshold (one project measured a "> 0.85" gate on a benchmark with mea
 0.009 failing about a fifth of its reruns). This module gives the pieces for gates that say so:
 
 * intervals for a score: :func:`bootstrap_ci` (example-level, percentile bootstrap),
-  :func:`metric_ci` (the same for metrics that are not a mean, e.g. macro-F1), :func:`seeds_ci`
-  (seed-level, Student t), and :func:`combine_intervals` / :func:`combined_ci` for both at once;
+  :func:`seeds_ci` (seed-level, Student t), and :func:`combine_intervals` / :func:`combined_ci`
+  for both at once;
 * :func:`verdict`: PASS / FAIL / INCONCLUSIVE of an interval against a threshold;
-* :func:`decide_with_seeds`: add training seeds one at a time until the verdict is conclusive;
+* adding training seeds until a verdict is conclusive lives in :mod:`reusespec.gate.sequential`;
 * :func:`paired_bootstrap` and :func:`mcnemar`: two models on the *same* test examples (two
   independent intervals would ignore the pairing and be far too wide);
 * :func:`regression_check`: current score against a stored baseline with a tolerance;
@@ -25,12 +25,12 @@ import enum
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from reusespec.errors import ReuseSpecError
+from reusespec.errors import StatsError
 
 
 def _scipy_stats() -> Any:
@@ -45,15 +45,12 @@ __all__ = [
     "McNemarResult",
     "PairedComparison",
     "RegressionResult",
-    "SeedDecision",
     "StatsError",
     "Verdict",
     "bootstrap_ci",
     "combine_intervals",
     "combined_ci",
-    "decide_with_seeds",
     "mcnemar",
-    "metric_ci",
     "paired_bootstrap",
     "regression_check",
     "seeds_ci",
@@ -71,10 +68,6 @@ _CHUNK_ELEMENTS = 2_000_000
 # Below this many discordant pairs McNemar's chi-square approximation is poor; the exact
 # binomial test is used instead (the usual rule of thumb, also mlxtend's).
 _MCNEMAR_EXACT_BELOW = 25
-
-
-class StatsError(ReuseSpecError, ValueError):
-    """Inputs that a statistic cannot be computed from (empty, non-finite, too few seeds, ...)."""
 
 
 @dataclass(frozen=True)
@@ -229,46 +222,6 @@ def bootstrap_ci(
     )
 
 
-def metric_ci(
-    y_true: ArrayLike,
-    y_pred: ArrayLike,
-    metric: Callable[[Any, Any], float],
-    *,
-    confidence: float = 0.95,
-    n_resamples: int = 2000,
-    seed: int = 0,
-) -> Interval:
-    """Percentile-bootstrap interval of ``metric(y_true, y_pred)`` by resampling examples.
-
-    For metrics that are not a mean of per-example values (macro-F1, AUROC). Rows of ``y_true``
-    and ``y_pred`` (axis 0) are resampled together; ``metric`` is called once per resample, so
-    keep ``n_resamples`` modest for slow metrics. A resample may miss a rare class entirely; the
-    metric decides what that means (e.g. scikit-learn's ``zero_division``).
-    """
-    _check_confidence(confidence)
-    _check_resamples(n_resamples)
-    truth = np.asarray(y_true)
-    predicted = np.asarray(y_pred)
-    if truth.ndim == 0 or predicted.ndim == 0 or truth.shape[0] != predicted.shape[0]:
-        raise StatsError(
-            f"y_true and y_pred need the same number of examples along axis 0, got shapes "
-            f"{truth.shape} and {predicted.shape}."
-        )
-    if truth.shape[0] == 0:
-        raise StatsError("y_true is empty: a score needs at least one example.")
-    rng = np.random.default_rng(seed)
-    replicates = np.empty(n_resamples, dtype=np.float64)
-    for row in range(n_resamples):
-        idx = rng.integers(0, truth.shape[0], size=truth.shape[0])
-        replicates[row] = float(metric(truth[idx], predicted[idx]))
-    if not np.all(np.isfinite(replicates)):
-        raise StatsError("metric returned NaN or infinity on a bootstrap resample; make it total.")
-    estimate = float(metric(truth, predicted))
-    return _percentile_interval(
-        replicates, estimate, confidence, f"percentile bootstrap over examples, {n_resamples} resamples"
-    )
-
-
 # ---------------------------------------------------------------------------------------------
 # Seed-level intervals and their combination with example-level ones
 
@@ -400,91 +353,6 @@ def verdict_message(interval: Interval, threshold: float, op: str, *, metric: st
         Verdict.INCONCLUSIVE: "straddles",
     }[outcome]
     return f"{outcome.name}: {metric} {interval} {how} {metric} {op} {threshold:.4g}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Auto-seeding
-
-
-@dataclass(frozen=True)
-class SeedDecision:
-    """Result of :func:`decide_with_seeds`."""
-
-    verdict: Verdict
-    values: tuple[float, ...]
-    seeds: tuple[int, ...]
-    interval: Interval
-    per_look_confidence: float
-    max_seeds: int
-
-    @property
-    def n_seeds(self) -> int:
-        return len(self.seeds)
-
-    @property
-    def stopped_early(self) -> bool:
-        return self.n_seeds < self.max_seeds
-
-
-def decide_with_seeds(
-    run_seed: Callable[[int], float],
-    threshold: float,
-    op: str,
-    *,
-    initial_seeds: int = 3,
-    max_seeds: int = 10,
-    confidence: float = 0.95,
-    correction: Literal["bonferroni", "none"] = "bonferroni",
-) -> SeedDecision:
-    """Run seeds 0, 1, 2, ... until the seed-level verdict is conclusive or the budget is spent.
-
-    Rule: run ``initial_seeds`` seeds; then, after each seed, compute :func:`seeds_ci` and stop
-    as soon as :func:`verdict` is PASS or FAIL; after ``max_seeds`` seeds return whatever the
-    verdict is (possibly INCONCLUSIVE).
-
-    Trade-off: every look is another chance of a false PASS/FAIL, so looking up to
-    ``L = max_seeds - initial_seeds + 1`` times inflates the error of a single ``confidence``
-    interval. With ``correction="bonferroni"`` (default) each look uses confidence
-    ``1 - (1 - confidence) / L``, which bounds the chance of any false decision by
-    ``1 - confidence`` (union bound). Looks on nested seed sets are strongly correlated, so the
-    bound is conservative: the price is more seeds and more INCONCLUSIVE outcomes than an exact
-    group-sequential design would need. ``correction="none"`` looks at ``confidence`` every time
-    and accepts the inflated error. The returned interval is at the per-look confidence.
-    """
-    _check_op(op)
-    _check_confidence(confidence)
-    if initial_seeds < 2:
-        raise StatsError(f"initial_seeds must be at least 2 to estimate seed variance, got {initial_seeds}.")
-    if max_seeds < initial_seeds:
-        raise StatsError(f"max_seeds ({max_seeds}) must be at least initial_seeds ({initial_seeds}).")
-    if correction not in ("bonferroni", "none"):
-        raise StatsError(f"Unknown correction {correction!r}; use 'bonferroni' or 'none'.")
-    looks = max_seeds - initial_seeds + 1
-    per_look_confidence = 1.0 - (1.0 - confidence) / looks if correction == "bonferroni" else confidence
-
-    values: list[float] = []
-
-    def run(seed: int) -> None:
-        value = float(run_seed(seed))
-        if not math.isfinite(value):
-            raise StatsError(f"run_seed({seed}) returned {value}; a seed's score must be a finite number.")
-        values.append(value)
-
-    for seed in range(initial_seeds):
-        run(seed)
-    while True:
-        interval = seeds_ci(values, confidence=per_look_confidence)
-        outcome = verdict(interval, threshold, op)
-        if outcome is not Verdict.INCONCLUSIVE or len(values) >= max_seeds:
-            return SeedDecision(
-                verdict=outcome,
-                values=tuple(values),
-                seeds=tuple(range(len(values))),
-                interval=interval,
-                per_look_confidence=per_look_confidence,
-                max_seeds=max_seeds,
-            )
-        run(len(values))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ Absolute values are not comparable across scores or tasks: what matters is wheth
 over backbones agrees with the accuracies they really reach, which :func:`rank_agreement`
 measures (weighted Kendall tau, as in the LogME papers and TLlib).
 
-Scores and their sources (formulas gathered in ``REFERENCE.md``, section "Transferability scores"):
+Scores and their sources (formulas in ``docs/reference.md``, section "Transferability scores"):
 
 - ``logme``: You et al., ICML 2021 / JMLR 2022, the maximum evidence of Bayesian linear regression
   from features to each one-hot label column, per sample, averaged over classes.

@@ -1,0 +1,93 @@
+"""The gate's settings: the run's (from options) and one spec's (the run's, overridden by markers).
+
+Plain data, checked here, so that a wrong value says which setting and what it accepts wherever
+it came from (an option, an ini value, a marker).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reusespec.errors import GateSettingsError
+from reusespec.gate.baseline import Tolerance, default_tolerance
+from reusespec.gate.rules import VERDICT_MODES, Severity
+
+__all__ = ["INCONCLUSIVE_MODES", "GateSettings", "GateSettingsError", "SpecSettings", "parse_swaps"]
+
+INCONCLUSIVE_MODES = ("block", "warn")
+
+
+@dataclass
+class GateSettings:
+    """The run's gate options."""
+
+    verdicts: str = "off"
+    confidence: float = 0.95
+    seeds: int = 1
+    max_seeds: int = 1
+    inconclusive: str = "block"
+    baseline: Path | None = None
+    save_baseline: Path | None = None
+    markdown: Path | None = None
+    html: Path | None = None
+    backbone: str | None = None
+    swaps: dict[str, str] = field(default_factory=dict)
+    subject_swap: str | None = None
+
+    def check(self) -> None:
+        problems = []
+        if self.verdicts not in VERDICT_MODES:
+            problems.append(f"verdicts must be one of {VERDICT_MODES}, got {self.verdicts!r}")
+        if self.inconclusive not in INCONCLUSIVE_MODES:
+            problems.append(f"inconclusive must be block or warn, got {self.inconclusive!r}")
+        if self.seeds < 1:
+            problems.append(f"--reuse-seeds must be at least 1, got {self.seeds}")
+        if self.max_seeds < self.seeds:
+            problems.append(
+                f"--reuse-max-seeds ({self.max_seeds}) must be at least --reuse-seeds ({self.seeds})"
+            )
+        if not 0.0 < self.confidence < 1.0:
+            problems.append(f"--reuse-confidence must lie in (0, 1), got {self.confidence}")
+        if problems:
+            raise GateSettingsError("reusespec gate: " + "; ".join(problems))
+
+
+def parse_swaps(values: Iterable[str]) -> tuple[dict[str, str], str | None]:
+    """``--reuse-swap-backbone`` values: ``OLD=NEW`` pairs, and the one ``NEW`` without ``OLD=``."""
+    swaps: dict[str, str] = {}
+    subject: str | None = None
+    for swap in values:
+        old, sep, new = swap.partition("=")
+        if sep and old and new:
+            swaps[old] = new
+        elif not sep:
+            subject = swap
+        else:
+            raise GateSettingsError(f"--reuse-swap-backbone {swap!r}: give NEW or OLD=NEW")
+    return swaps, subject
+
+
+@dataclass
+class SpecSettings:
+    """The gate settings of one spec: the run's, overridden by its markers."""
+
+    severity: str
+    verdicts: str
+    seeds: int
+    max_seeds: int
+    tolerance_all: Tolerance | None = None
+    tolerances: dict[str, Tolerance] = field(default_factory=dict)
+
+    @classmethod
+    def of_run(cls, run: GateSettings) -> SpecSettings:
+        return cls(Severity.BLOCK.value, run.verdicts, run.seeds, run.max_seeds)
+
+    def tolerance(self, metric: str) -> Tolerance:
+        return self.tolerances.get(metric) or self.tolerance_all or default_tolerance(metric)
+
+    @property
+    def sequential(self) -> bool:
+        """Whether an inconclusive spec gets more seeds (interval verdicts with a seed budget)."""
+        return self.verdicts == "interval" and self.max_seeds > self.seeds
