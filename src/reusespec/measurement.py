@@ -32,6 +32,7 @@ __all__ = [
     "MAX_LOAD_PER_CORE",
     "MAX_RELATIVE_SPREAD",
     "Measurement",
+    "attach_measurement",
     "latency_verdict",
     "load_per_core",
     "measure",
@@ -246,3 +247,23 @@ def latency_verdict(
             f"INCONCLUSIVE: {described}: the machine was too noisy to decide ({noise})",
         )
     return outcome, f"{outcome.name}: {described}"
+
+
+def attach_measurement(record: Any, complexity: Any) -> None:
+    """Give a latency or peak-memory score its measurement: interval, spread, load and machine.
+
+    ``record`` is the :class:`~reusespec.results.ScoreRecord` of ``latency_ms`` or
+    ``peak_memory_mb``; ``complexity`` the :class:`~reusespec.complexity.Complexity` measured.
+    Other scores are left as they are.
+    """
+    from reusespec.machine import machine_fingerprint
+
+    measurement = {"latency_ms": complexity.latency, "peak_memory_mb": complexity.memory}.get(record.metric)
+    if not isinstance(measurement, Measurement):
+        return
+    record.ci_low, record.ci_high = measurement.low, measurement.high
+    record.extra = {
+        **record.extra,
+        "measurement": measurement.as_dict(),
+        "machine": machine_fingerprint(str(complexity.device)).as_dict(),
+    }

@@ -92,8 +92,8 @@ def test_nan_bounds_are_not_invented_into_numbers() -> None:
 
 
 def test_seed_intervals_of_scores_stay_in_their_range() -> None:
+    from reusespec.across_seeds import aggregate_records
     from reusespec.results import ScoreRecord
-    from reusespec.seeding import aggregate_records
 
     def run(metric: str, values: list[float]) -> ScoreRecord:
         per_seed = [[ScoreRecord("zoo:a", "t", "head-only", metric, v)] for v in values]

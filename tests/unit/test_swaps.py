@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reusespec.errors import ReuseSpecError
-from reusespec.swaps import Swap, SwapError, is_backbone_string, parse_swap, parse_swaps, unmatched_swaps
+from reusespec.gate.swaps import Swap, SwapError, is_backbone_string, parse_swap, parse_swaps, unmatched_swaps
 
 SCHEMES = ("file", "torchvision", "zoo")
 

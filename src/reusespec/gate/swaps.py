@@ -24,7 +24,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from reusespec.errors import ReuseSpecError
+from reusespec.errors import GateSettingsError
 
 __all__ = [
     "Swap",
@@ -50,7 +50,7 @@ _USAGE = (
 )
 
 
-class SwapError(ReuseSpecError, ValueError):
+class SwapError(GateSettingsError):
     """A ``--reuse-swap-backbone`` value that cannot be read, or whose OLD names no backbone."""
 
 
