@@ -148,12 +148,14 @@ def decide(
 ) -> GateOutcome:
     """The gate's decision for every spec of ``runs`` against ``baseline``, by the gate's engine
     (:func:`reusespec.gate.decision.compare_with_baseline`) with default tolerances; ``rule``
-    ``asserted`` is the default gate, ``all`` gates every score (``--reuse-gate-scores all``)."""
+    ``asserted`` is the default gate, ``all`` the gate before it (every score gates, measured costs
+    whatever machine measured them)."""
     from reusespec.gate.decision import compare_with_baseline
+    from reusespec.gate.rules import worst
     from reusespec.gate.settings import SpecSettings
     from reusespec.stats import Verdict
 
-    spec = SpecSettings("block", verdicts, 1, 1, gate_all=rule == "all")
+    spec = SpecSettings("block", verdicts, 1, 1)
     outcome = GateOutcome()
     for nodeid, run in runs.items():
         if run.error is not None:
@@ -162,6 +164,10 @@ def decide(
         judged = compare_with_baseline(
             {"receipt": {}, "scores": baseline.get(nodeid, [])}, {}, scores, spec, 0.95
         )
+        if rule == "all":  # the gate before: every comparison gates, measured costs on any machine
+            for comparison in judged.comparisons:
+                comparison.tracked = None
+            judged.verdict = worst(c.verdict for c in judged.comparisons)
         outcome.compared += sum(1 for c in judged.comparisons if c.tracked is None)
         if judged.verdict is Verdict.FAIL:
             outcome.failed.append(nodeid)
