@@ -107,13 +107,16 @@ def _statement_at(frame: FrameType) -> tuple[str, int, ast.stmt | None, bool]:
 def comparison_site(frame: FrameType) -> ComparisonSite:
     """The site of the comparison running in ``frame`` (the code that compared the score).
 
-    A ``return`` statement is followed to the caller's statement, so a helper that returns a
-    comparison counts as asserted when its caller asserts its result.
+    A ``return`` statement (or a lambda) is followed to the caller's statement, so a helper that
+    returns a comparison counts as asserted when its caller asserts its result.
     """
     current: FrameType | None = frame
     filename, line, statement, readable = _statement_at(frame)
     for _ in range(_MAX_RETURN_HOPS):
-        if not isinstance(statement, ast.Return) or current is None or current.f_back is None:
+        is_helper = isinstance(statement, ast.Return) or (
+            current is not None and current.f_code.co_name == "<lambda>"
+        )
+        if not is_helper or current is None or current.f_back is None:
             break
         current = current.f_back
         filename, line, statement, readable = _statement_at(current)

@@ -148,14 +148,12 @@ def _remember(record: ScoreRecord, threshold: float, op: str, passed: bool, fram
 
     A comparison elsewhere (``if score >= 0.999:``, a forgotten ``assert``) is tracked, not
     judged: it goes to ``extra["tracked_comparisons"]`` with where it ran. One whose source cannot
-    be read (an interactive session) is recorded as before; one inside reusespec that is not
-    asserted (sorting, ranking) is no threshold of the spec's and is left out.
+    be read (an interactive session), or made by reusespec itself (the standard suite's checks),
+    is recorded as before.
     """
     site = comparison_site(frame)
-    if site.asserted is not False:
-        record.threshold, record.op, record.passed = threshold, op, passed
-        return
-    if site.filename.startswith(_PACKAGE_DIR):
+    if site.asserted is not False or site.filename.startswith(_PACKAGE_DIR):
+        record.threshold, record.op, record.passed = threshold, op, passed  # (the suite's own checks)
         return
     where = f"{Path(site.filename).name}:{site.lineno} (an {site.statement} statement, not an assert)"
     entry = {"op": op, "threshold": threshold, "passed": passed, "where": where}

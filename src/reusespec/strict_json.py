@@ -30,7 +30,12 @@ def _is_non_finite(value: Any) -> bool:
     return isinstance(value, float) and not math.isfinite(value)
 
 
-def _strict_list(items: list[Any] | tuple[Any, ...], path: str, flags: dict[str, str]) -> list[Any]:
+def _strict_list(
+    items: list[Any] | tuple[Any, ...], path: str, flags: dict[str, str], _open: frozenset[int]
+) -> list[Any]:
+    if id(items) in _open:
+        raise ValueError("Circular reference detected")
+    _open = _open | {id(items)}
     out: list[Any] = []
     for index, item in enumerate(items):
         where = f"{path}[{index}]"
@@ -38,13 +43,13 @@ def _strict_list(items: list[Any] | tuple[Any, ...], path: str, flags: dict[str,
             flags[where] = non_finite_name(item)
             out.append(None)
         elif isinstance(item, list | tuple):
-            out.append(_strict_list(item, where, flags))
+            out.append(_strict_list(item, where, flags, _open))
         else:
-            out.append(strict(item))
+            out.append(strict(item, _open))
     return out
 
 
-def strict(value: Any) -> Any:
+def strict(value: Any, _open: frozenset[int] = frozenset()) -> Any:
     """A copy of ``value`` with every non-finite float replaced by ``None`` and flagged.
 
     Dicts, lists and tuples are copied (tuples become lists, as JSON has them); other values
@@ -53,8 +58,12 @@ def strict(value: Any) -> Any:
     """
     if _is_non_finite(value):
         return {"value": None, NON_FINITE_KEY: non_finite_name(value)}
+    if isinstance(value, list | tuple | dict):
+        if id(value) in _open:
+            raise ValueError("Circular reference detected")  # as json.dumps says it
+        _open = _open | {id(value)}
     if isinstance(value, list | tuple):  # no dict to hold flags: each item is flagged on its own
-        return [strict(item) for item in value]
+        return [strict(item, _open) for item in value]
     if not isinstance(value, dict):
         return value
     out: dict[Any, Any] = {}
@@ -64,9 +73,9 @@ def strict(value: Any) -> Any:
             flags[str(key)] = non_finite_name(item)
             out[key] = None
         elif isinstance(item, list | tuple):
-            out[key] = _strict_list(item, str(key), flags)
+            out[key] = _strict_list(item, str(key), flags, _open)
         else:
-            out[key] = strict(item)
+            out[key] = strict(item, _open)
     if flags:
         existing = out.get(NON_FINITE_KEY)
         out[NON_FINITE_KEY] = {**existing, **flags} if isinstance(existing, dict) else flags

@@ -313,7 +313,8 @@ def test_not_asserted(reuse):
     same_machine = pytester.runpytest(
         *common, "--reuse-baseline", str(baseline), "--reuse-report", str(report)
     )
-    same_machine.assert_outcomes(passed=1, failed=1)  # the unasserted latency stays tracked
+    assert same_machine.ret == pytest.ExitCode.TESTS_FAILED  # FAIL, or INCONCLUSIVE (blocks) when busy
+    assert _specs(report)["test_not_asserted"]["outcome"] == "passed"  # its latency stays tracked
     gated = next(
         c for c in _specs(report)["test_asserted"]["gate"]["comparisons"] if c["metric"] == "latency_ms"
     )
