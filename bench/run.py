@@ -24,6 +24,7 @@ BENCHMARKS = {
     "scores": "LogME and the other transferability scores vs probing; time as samples and width grow",
     "xdist": "pytest reuse_specs/ -n 2 vs -n 0 (subprocesses, fresh and warm cache)",
     "memory": "peak memory of extraction as the dataset grows (fresh subprocess per size)",
+    "gate": "the release gate's false-failure, inconclusive and detection rates (in-process replays)",
 }
 
 

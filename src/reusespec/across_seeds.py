@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from reusespec.errors import ReuseSpecError
+from reusespec.metric_ranges import clip_interval
 from reusespec.results import Result, Score, ScoreRecord
 from reusespec.stats import Interval, bootstrap_ci, combined_ci, seeds_ci
 
@@ -67,8 +68,17 @@ def interval_for(records: Sequence[ScoreRecord], confidence: float = 0.95) -> In
     """The interval of the mean of one score over the seeds of ``records`` (one record per seed).
 
     None when the score carries no uncertainty that can be measured (one seed of a score with
-    neither per-example data nor an interval, e.g. a parameter count).
+    neither per-example data nor an interval, e.g. a parameter count). The bounds are clipped to
+    the range the metric can take (:func:`reusespec.metric_ranges.clip_interval`).
     """
+    interval = _unclipped_interval(records, confidence)
+    if interval is None:
+        return None
+    low, high = clip_interval(records[0].metric, interval.low, interval.high)
+    return replace(interval, low=min(low, interval.estimate), high=max(high, interval.estimate))
+
+
+def _unclipped_interval(records: Sequence[ScoreRecord], confidence: float) -> Interval | None:
     values = [r.value for r in records]
     if len(records) == 1:
         (record,) = records

@@ -15,7 +15,6 @@ Conventions (see the "Complexity conventions" section of the shared reference):
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -31,7 +30,11 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
+from reusespec.measurement import Measurement, measure
+
 MIB = 2**20
+# Peak memory of a pass barely moves between passes; a few show whether it does.
+MEMORY_REPEATS = 3
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,10 @@ class Complexity:
     latency_repeats: int
     peak_memory_mb: float | None
     checkpoint_mb: float
+    # The timed runs and peak-memory passes behind latency_ms and peak_memory_mb: their spread,
+    # the interval of the median, and the load of the machine while they ran.
+    latency: Measurement | None = None
+    memory: Measurement | None = None
 
     @property
     def gmacs(self) -> float:
@@ -149,8 +156,8 @@ def measure_complexity(
         dtype = _floating_dtype(model)
         macs, flops = _count_operations(model, _example_input(model, 1, input_size, dtype, device))
         batch = _example_input(model, batch_size, input_size, dtype, device)
-        latency_ms = _median_latency_ms(model, batch, warmup, latency_repeats) if measure_latency else None
-        peak_memory_mb = _peak_memory_mb(model, batch) if measure_memory else None
+        latency = _latency_measurement(model, batch, warmup, latency_repeats) if measure_latency else None
+        memory = _peak_memory_measurement(model, batch) if measure_memory else None
     checkpoint_mb = _path_size_mb(Path(checkpoint_path)) if checkpoint_path else _safetensors_size_mb(model)
     return Complexity(
         params=total,
@@ -159,11 +166,13 @@ def measure_complexity(
         flops=flops,
         input_size=input_size,
         device=str(device),
-        latency_ms=latency_ms,
+        latency_ms=latency.median if latency is not None else None,
         latency_batch_size=batch_size,
         latency_repeats=latency_repeats if measure_latency else 0,
-        peak_memory_mb=peak_memory_mb,
+        peak_memory_mb=memory.median if memory is not None else None,
         checkpoint_mb=checkpoint_mb,
+        latency=latency,
+        memory=memory,
     )
 
 
@@ -279,17 +288,16 @@ def _synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def _median_latency_ms(model: nn.Module, batch: torch.Tensor, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        model(batch)
-    _synchronize(batch.device)
-    times = []
-    for _ in range(repeats):
+def _latency_measurement(model: nn.Module, batch: torch.Tensor, warmup: int, repeats: int) -> Measurement:
+    """Milliseconds of ``repeats`` timed passes after ``warmup`` untimed ones, with the load meanwhile."""
+
+    def timed_pass() -> float:
         start = time.perf_counter()
         model(batch)
         _synchronize(batch.device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+        return (time.perf_counter() - start) * 1e3
+
+    return measure(timed_pass, repeats=repeats, warmup=warmup, unit="ms")
 
 
 def _resident_bytes(model: nn.Module, batch: torch.Tensor) -> int:
@@ -297,21 +305,29 @@ def _resident_bytes(model: nn.Module, batch: torch.Tensor) -> int:
     return sum(unique.values()) + batch.numel() * batch.element_size()
 
 
-def _peak_memory_mb(model: nn.Module, batch: torch.Tensor) -> float | None:
+def _peak_memory_measurement(
+    model: nn.Module, batch: torch.Tensor, repeats: int = MEMORY_REPEATS
+) -> Measurement | None:
+    """MiB to run one pass, over ``repeats`` passes after one warm-up pass (None: not measurable here)."""
     device = batch.device
-    model(batch)  # warm-up: one-time allocations (lazy init, caches) would not be the pass's own
-    _synchronize(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
-        model(batch)
-        _synchronize(device)
-        forward_peak = torch.cuda.max_memory_allocated(device) - before
-    elif device.type == "cpu":
-        forward_peak = _cpu_forward_peak_bytes(model, batch)
-    else:
+    if device.type not in ("cuda", "cpu"):
         return None
-    return (_resident_bytes(model, batch) + max(forward_peak, 0)) / MIB
+    resident = _resident_bytes(model, batch)
+
+    def one_pass() -> float:
+        if device.type == "cuda":
+            _synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            before = torch.cuda.memory_allocated(device)
+            model(batch)
+            _synchronize(device)
+            forward_peak = torch.cuda.max_memory_allocated(device) - before
+        else:
+            forward_peak = _cpu_forward_peak_bytes(model, batch)
+        return (resident + max(forward_peak, 0)) / MIB
+
+    # The warm-up pass makes one-time allocations (lazy init, caches) that are not the pass's own.
+    return measure(one_pass, repeats=repeats, warmup=1, unit="MiB")
 
 
 @contextmanager

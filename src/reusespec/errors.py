@@ -61,6 +61,10 @@ class GateSettingsError(ReuseSpecError, ValueError):
     """Gate settings that contradict each other or lie outside what they accept."""
 
 
+class MissingResourceError(ReuseSpecError):
+    """A resource this machine lacks, under ``--reuse-strict``: fails the spec instead of skipping it."""
+
+
 class SuiteError(ReuseSpecError, ValueError):
     """A standard-suite setting that cannot be used."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from reusespec.measurement import attach_measurement
 from reusespec.results import ProbeResult, Result, Score, attach_accuracy_ci
 
 
@@ -216,6 +217,8 @@ class ComplexityResult(Result):
             if complexity.peak_memory_mb is not None
             else None
         )
+        for record in self.records:  # measured costs carry their spread, interval, load and machine
+            attach_measurement(record, complexity)
 
     def __repr__(self) -> str:
         return (

@@ -3,16 +3,22 @@
 Every number a result exposes is a :class:`Score`: a float that also remembers the last
 threshold it was compared with. ``assert result.accuracy >= 0.85`` therefore leaves the
 threshold, the operator and the margin in the score's :class:`ScoreRecord`, and the report
-shows them without any extra code in the spec.
+shows them without any extra code in the spec. Only comparisons in an ``assert`` are recorded
+as thresholds (:mod:`reusespec.asserted`); others are kept as tracked comparisons.
 """
 
 from __future__ import annotations
 
 import numbers
 import operator
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from types import FrameType
 from typing import Any
+
+from reusespec.asserted import comparison_site
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -113,7 +119,7 @@ class Score(float):
         if isinstance(other, bool):
             return result  # compares as a float would, but True/False is no threshold
         if self.record is not None:
-            self.record.threshold, self.record.op, self.record.passed = float(other), op, result
+            _remember(self.record, float(other), op, result, sys._getframe(2))
         return result
 
     def __ge__(self, other: object) -> bool:
@@ -132,6 +138,30 @@ class Score(float):
 
     def __reduce__(self) -> tuple[type, tuple[float]]:
         return (float, (float(self),))  # pickles as a plain float
+
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+
+
+def _remember(record: ScoreRecord, threshold: float, op: str, passed: bool, frame: FrameType) -> None:
+    """Record a comparison as the score's threshold only when it ran in an ``assert``.
+
+    A comparison elsewhere (``if score >= 0.999:``, a forgotten ``assert``) is tracked, not
+    judged: it goes to ``extra["tracked_comparisons"]`` with where it ran. One whose source cannot
+    be read (an interactive session), or made by reusespec itself (the standard suite's checks),
+    is recorded as before.
+    """
+    site = comparison_site(frame)
+    if site.asserted is not False or site.filename.startswith(_PACKAGE_DIR):
+        record.threshold, record.op, record.passed = threshold, op, passed  # (the suite's own checks)
+        return
+    where = f"{Path(site.filename).name}:{site.lineno} (an {site.statement} statement, not an assert)"
+    entry = {"op": op, "threshold": threshold, "passed": passed, "where": where}
+    # A new dict: results may share one ``extra`` between their records.
+    record.extra = {
+        **record.extra,
+        "tracked_comparisons": [*record.extra.get("tracked_comparisons", []), entry],
+    }
 
 
 def _not_a_threshold(metric: Score, other: object, op: str) -> str:

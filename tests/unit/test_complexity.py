@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from reusespec.complexity import MIB, Complexity, count_parameters, measure_complexity
+from reusespec.complexity import MEMORY_REPEATS, MIB, Complexity, count_parameters, measure_complexity
 
 
 def _counts_only(model: nn.Module, input_size: tuple[int, ...], **kwargs: object) -> Complexity:
@@ -174,8 +174,8 @@ def test_latency_measured_in_eval_without_grad_and_modes_restored() -> None:
     model[2].eval()  # a frozen norm inside a training model: mixed modes must come back as they were
     result = measure_complexity(model, (8,), batch_size=2, latency_repeats=4, warmup=2)
     assert recorder.seen and all(seen == (False, False) for seen in recorder.seen)
-    # one counting pass, warm-up, timed repeats, then a warm-up and a measured pass for memory
-    assert len(recorder.seen) == 1 + 2 + 4 + 2
+    # one counting pass, warm-up, timed repeats, then a warm-up and the measured passes for memory
+    assert len(recorder.seen) == 1 + 2 + 4 + 1 + MEMORY_REPEATS
     assert result.latency_ms is not None and result.latency_ms > 0
     assert (result.latency_repeats, result.latency_batch_size, result.device) == (4, 2, "cpu")
     assert [m.training for m in model] == [True, True, False]

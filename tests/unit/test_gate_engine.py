@@ -130,7 +130,11 @@ def test_a_spec_that_crashed_is_not_replayed() -> None:
 
 
 def score(value: float) -> dict[str, object]:
-    return {"backbone": "bb", "task": "t", "strategy": "head-only", "metric": "accuracy", "value": value}
+    """An accuracy the spec asserted (``>= 0.5``): the scores a baseline gates by default."""
+    return {
+        "backbone": "bb", "task": "t", "strategy": "head-only", "metric": "accuracy", "value": value,
+        "threshold": 0.5, "op": ">=",
+    }  # fmt: skip
 
 
 def test_a_baseline_compares_like_with_like() -> None:
@@ -153,8 +157,8 @@ def test_a_baseline_compares_like_with_like() -> None:
 
 
 def test_swaps_and_settings_say_what_is_wrong() -> None:
-    assert parse_swaps(["a=b", "c"]) == ({"a": "b"}, "c")
-    with pytest.raises(GateSettingsError, match="give NEW or OLD=NEW"):
-        parse_swaps(["=b"])
+    assert parse_swaps(["zoo:a=zoo:b", "zoo:c"]) == ({"zoo:a": "zoo:b"}, "zoo:c")
+    with pytest.raises(GateSettingsError, match="OLD=NEW"):
+        parse_swaps(["=zoo:b"])
     with pytest.raises(ReuseSpecError, match="--reuse-max-seeds"):
         GateSettings(seeds=3, max_seeds=2).check()

@@ -55,8 +55,8 @@ def _metric(value: float = 0.9) -> tuple[Score, ScoreRecord]:
 @pytest.mark.parametrize("threshold", [0.8, 0.9, 0.95])
 def test_each_comparison_records_threshold_operator_and_verdict(op: str, threshold: float) -> None:
     metric, record = _metric(0.9)
-    outcome = OPS[op](metric, threshold)
-    assert outcome is OPS[op](0.9, threshold)
+    outcome = OPS[op](0.9, threshold)
+    assert OPS[op](metric, threshold) is outcome  # compared in an assert: recorded as a threshold
     assert (record.threshold, record.op, record.passed) == (threshold, op, outcome)
 
 

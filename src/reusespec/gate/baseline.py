@@ -232,10 +232,11 @@ class Comparison:
     delta_high: float | None = None
     n_paired: int | None = None
     message: str = ""
+    tracked: str | None = None  # why the baseline only tracks this score (None: it gates it)
 
     @property
     def regressed(self) -> bool:
-        return self.verdict is Verdict.FAIL
+        return self.verdict is Verdict.FAIL and self.tracked is None
 
     def as_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if k != "verdict"}
@@ -417,6 +418,9 @@ def stored_score(score: Mapping[str, Any], examples: tuple[Any, Any] | None) -> 
     keep = ("backbone", "role", "task", "strategy", "metric", "value", "ci_low", "ci_high", "threshold", "op")
     stored = {k: score.get(k) for k in keep}
     stored["role"] = stored["role"] or stored["backbone"]
+    machine = (score.get("extra") or {}).get("machine")
+    if machine:  # a measured cost is compared only with one measured on the same kind of machine
+        stored["machine"] = machine
     if examples is not None:
         stored["predictions"] = encode_array(examples[1])
         stored["labels_digest"] = labels_digest(examples[0])

@@ -17,6 +17,7 @@ from reusespec.gate.baseline import Comparison, check_spec_compatible, compare_s
 from reusespec.gate.rules import SeedRun, is_threshold_failure, threshold_verdict, worst
 from reusespec.gate.sequential import plan_seeds, run_sequential
 from reusespec.gate.settings import SpecSettings
+from reusespec.gate.tracking import noise_of, tracked_reason
 from reusespec.results import ScoreRecord
 from reusespec.stats import Verdict
 
@@ -116,8 +117,9 @@ def compare_with_baseline(
     if problems:
         line = "baseline refused: " + "; ".join(problems) + " (save a new baseline with these settings)"
         return BaselineJudgement(Verdict.FAIL, "refused", lines=[line])
-    comparisons = [
-        compare_score(
+    comparisons = []
+    for old, new in pairs_to_gate(base.get("scores", []), scores):
+        comparison = compare_score(
             old,
             new,
             spec.tolerance(str(new["metric"])),
@@ -125,11 +127,20 @@ def compare_with_baseline(
             interval_verdicts=spec.verdicts == "interval",
             confidence=confidence,
         )
-        for old, new in pairs_to_gate(base.get("scores", []), scores)
-    ]
+        comparison.tracked = tracked_reason(old, new, gate_all=spec.gate_all, gate_metrics=spec.gate_metrics)
+        noise = noise_of(new)
+        if comparison.tracked is None and comparison.verdict is Verdict.FAIL and noise is not None:
+            comparison.verdict = Verdict.INCONCLUSIVE  # a busy machine could have made it slow
+            comparison.message = (
+                "INCONCLUSIVE: "
+                + comparison.message.partition(": ")[2]
+                + (f"; the machine was too noisy to decide ({noise})")
+            )
+        comparisons.append(comparison)
+    gated = [c for c in comparisons if c.tracked is None]
     return BaselineJudgement(
-        worst(c.verdict for c in comparisons),
+        worst(c.verdict for c in gated),
         "compared",
         comparisons,
-        [c.message for c in comparisons if c.verdict is not Verdict.PASS],
+        [c.message for c in gated if c.verdict is not Verdict.PASS],
     )

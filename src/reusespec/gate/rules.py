@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from reusespec.across_seeds import interval_for, satisfies
+from reusespec.gate.tracking import measured_verdict, noise_of
 from reusespec.results import ScoreRecord
 from reusespec.stats import Verdict, verdict, verdict_message
 
@@ -96,6 +97,9 @@ def record_verdict(
     """Verdict of one compared score from its per-seed records, and a line that explains it."""
     first = records[0]
     where = f"{first.backbone} on {first.task}" + (f" over {len(records)} seeds" if len(records) > 1 else "")
+    measured = measured_verdict(first.extra, first.metric, threshold, op) if len(records) == 1 else None
+    if measured is not None:  # a latency or memory measurement: its own interval, and the machine's noise
+        return measured[0], f"{where}: {measured[1]}"
     interval = interval_for(records, confidence)
     if interval is None:
         value = sum(r.value for r in records) / len(records)
@@ -116,6 +120,9 @@ def threshold_verdict(
     if len(runs) == 1:
         run = runs[0]
         failed = run.error is not None
+        noisy = _noisy_measured_failures(run)
+        if noisy:  # only measured costs failed, on a machine too noisy to tell: not a FAIL
+            return Verdict.INCONCLUSIVE, noisy
         if mode == "off":
             return (Verdict.FAIL if failed else Verdict.PASS), []
         relied = [r for r in run.records if r.threshold is not None and r.op and r.passed is (not failed)]
@@ -143,6 +150,24 @@ def threshold_verdict(
         lines.append(line)
         outcomes.append(outcome)
     return worst(outcomes), lines
+
+
+def _noisy_measured_failures(run: SeedRun) -> list[str]:
+    """Lines for a run whose failed asserts were all on latencies measured on a machine too noisy to
+    decide (else []): contention could have made them slow, so they are INCONCLUSIVE, not FAIL."""
+    failed = [r for r in run.records if r.passed is False and r.threshold is not None and r.op]
+    if not run.assertion_failed or not failed:
+        return []
+    lines = []
+    for record in failed:
+        measured = measured_verdict(
+            record.extra, record.metric, float(record.threshold or 0.0), str(record.op)
+        )
+        too_busy = noise_of({"metric": record.metric, "extra": record.extra}) is not None
+        if measured is None or measured[0] is not Verdict.INCONCLUSIVE or not too_busy:
+            return []
+        lines.append(f"{record.backbone} on {record.task}: {measured[1]}")
+    return lines
 
 
 def status_for(outcome: Verdict, severity: Severity | str) -> Status:

@@ -13,10 +13,20 @@ from pathlib import Path
 from reusespec.errors import GateSettingsError
 from reusespec.gate.baseline import Tolerance, default_tolerance
 from reusespec.gate.rules import VERDICT_MODES, Severity
+from reusespec.gate.swaps import parse_swaps as read_swaps
 
-__all__ = ["INCONCLUSIVE_MODES", "GateSettings", "GateSettingsError", "SpecSettings", "parse_swaps"]
+__all__ = [
+    "GATED_SCORES",
+    "INCONCLUSIVE_MODES",
+    "GateSettings",
+    "GateSettingsError",
+    "SpecSettings",
+    "parse_swaps",
+]
 
 INCONCLUSIVE_MODES = ("block", "warn")
+# Which scores a baseline gates: those a spec asserted (and a reuse_gate marker names), or all.
+GATED_SCORES = ("asserted", "all")
 
 
 @dataclass
@@ -35,6 +45,8 @@ class GateSettings:
     backbone: str | None = None
     swaps: dict[str, str] = field(default_factory=dict)
     subject_swap: str | None = None
+    strict: bool = False
+    gate_scores: str = "asserted"
 
     def check(self) -> None:
         problems = []
@@ -48,6 +60,8 @@ class GateSettings:
             problems.append(
                 f"--reuse-max-seeds ({self.max_seeds}) must be at least --reuse-seeds ({self.seeds})"
             )
+        if self.gate_scores not in GATED_SCORES:
+            problems.append(f"--reuse-gate-scores must be one of {GATED_SCORES}, got {self.gate_scores!r}")
         if not 0.0 < self.confidence < 1.0:
             problems.append(f"--reuse-confidence must lie in (0, 1), got {self.confidence}")
         if problems:
@@ -55,17 +69,18 @@ class GateSettings:
 
 
 def parse_swaps(values: Iterable[str]) -> tuple[dict[str, str], str | None]:
-    """``--reuse-swap-backbone`` values: ``OLD=NEW`` pairs, and the one ``NEW`` without ``OLD=``."""
+    """``--reuse-swap-backbone`` values: ``OLD=NEW`` pairs, and the one ``NEW`` without ``OLD=``.
+
+    Backbone strings may contain ``=`` and ``?``: :func:`reusespec.gate.swaps.parse_swap` splits
+    at the ``=`` with a complete backbone string on each side, or refuses an ambiguous value.
+    """
     swaps: dict[str, str] = {}
     subject: str | None = None
-    for swap in values:
-        old, sep, new = swap.partition("=")
-        if sep and old and new:
-            swaps[old] = new
-        elif not sep:
-            subject = swap
+    for swap in read_swaps(values):
+        if swap.old is None:
+            subject = swap.new
         else:
-            raise GateSettingsError(f"--reuse-swap-backbone {swap!r}: give NEW or OLD=NEW")
+            swaps[swap.old] = swap.new
     return swaps, subject
 
 
@@ -79,10 +94,14 @@ class SpecSettings:
     max_seeds: int
     tolerance_all: Tolerance | None = None
     tolerances: dict[str, Tolerance] = field(default_factory=dict)
+    gate_all: bool = False  # gate every score against the baseline, not only the asserted ones
+    gate_metrics: frozenset[str] = frozenset()  # metrics gated although not asserted (reuse_gate)
 
     @classmethod
     def of_run(cls, run: GateSettings) -> SpecSettings:
-        return cls(Severity.BLOCK.value, run.verdicts, run.seeds, run.max_seeds)
+        return cls(
+            Severity.BLOCK.value, run.verdicts, run.seeds, run.max_seeds, gate_all=run.gate_scores == "all"
+        )
 
     def tolerance(self, metric: str) -> Tolerance:
         return self.tolerances.get(metric) or self.tolerance_all or default_tolerance(metric)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from reusespec.pytest_plugin import gate, schedule, xdist
+from reusespec.pytest_plugin import completeness, gate, schedule, xdist
 from reusespec.pytest_plugin.fixtures import reuse, reuse_device, reuse_session
 from reusespec.pytest_plugin.options import add_options
 from reusespec.pytest_plugin.state import PLUGIN_NAME, ReusePlugin, attach_scores, free_exit
@@ -36,6 +36,7 @@ def pytest_configure(config: pytest.Config) -> None:
     state = ReusePlugin(config)
     config.pluginmanager.register(state, PLUGIN_NAME)
     schedule.register(config, state.settings.cache_dir, lambda: bool(state.outcomes))
+    completeness.register(config, state)
     gate.register(config, state)
     xdist.register(config, state.settings.cache_dir, lambda: int(getattr(state.started, "extractions", 0)))
 

@@ -47,6 +47,8 @@ from reusespec.gate.rules import (
     worst,
 )
 from reusespec.gate.settings import SpecSettings
+from reusespec.pytest_plugin.completeness import completeness
+from reusespec.pytest_plugin.gate_summary import run_problems, summary_lines
 from reusespec.pytest_plugin.options import gate_settings, setting
 from reusespec.pytest_plugin.receipts import compatibility_receipt, git_state, run_receipt, spec_receipt
 from reusespec.pytest_plugin.specs import RECORDS_KEY
@@ -68,6 +70,7 @@ MARKERS = (
     "reuse_seeds(n, max_seeds=None): replay the spec over n seeds (more, up to max_seeds, while "
     "its verdict is inconclusive)",
     "reuse_verdicts(mode='interval'): confidence-aware verdicts for this spec",
+    "reuse_gate(*metrics): gate these scores against the baseline although the spec does not assert them",
 )
 
 
@@ -104,6 +107,11 @@ def spec_settings(item: pytest.Item, run: Any) -> SpecSettings:
                     settings.tolerances[metric] = parse_tolerance(value)
         except BaselineError as exc:
             raise pytest.UsageError(f"{item.nodeid}: reuse_tolerance: {exc}") from None
+    marker = item.get_closest_marker("reuse_gate")
+    if marker is not None:
+        settings.gate_metrics = frozenset(str(metric) for metric in marker.args)
+    # The zero-code suite's checks are the gate the user asked for: all their scores gate.
+    settings.gate_all = settings.gate_all or bool(getattr(item, "gates_every_score", False))
     return settings
 
 
@@ -117,7 +125,9 @@ class GatePlugin:
         self.is_worker = hasattr(config, "workerinput")
         self.results: dict[str, dict[str, Any]] = {}
         self.written: list[str] = []
+        self.problems: list[str] = []
         self._subject: str | None = None
+        self._requested: set[str] = set()
         self._git_state: dict[str, Any] | None = None
         self.baseline: Baseline | None = None
         for marker in MARKERS:
@@ -147,6 +157,7 @@ class GatePlugin:
     # -- backbone swap ---------------------------------------------------------------------
 
     def _alias(self, spec: str) -> str:
+        self._requested.add(spec)  # a swap whose OLD no spec asks for is a usage error
         if spec in self.settings.swaps:
             return self.settings.swaps[spec]
         if self.settings.subject_swap is not None:
@@ -177,6 +188,7 @@ class GatePlugin:
         if self.settings.swaps or self.settings.subject_swap:
             session.backbone_alias = self._alias
         self._subject = None
+        self._requested = set()
         session.used_backbones.clear()
         session.used_tasks.clear()
         settings = spec_settings(item, self.settings)
@@ -240,6 +252,7 @@ class GatePlugin:
             records[:] = judgement.records
         outcome = judgement.verdict
         result["seeds"] = judgement.seeds
+        result["requested"] = sorted(self._requested)
         result["threshold_verdict"] = outcome.value
         own_failure = judgement.own_failure_only
         result["receipt"] = spec_receipt(session)
@@ -385,7 +398,17 @@ class GatePlugin:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.is_worker:
             return
-        if self.settings.save_baseline is not None:
+        self.problems = run_problems(self.results, self.settings.swaps, self.settings.baseline)
+        if self.problems:
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
+        tracker = completeness(self.config)
+        refusal = tracker.baseline_refusal(self.results) if tracker is not None else None
+        if self.settings.save_baseline is not None and refusal is not None:
+            self.written.append(
+                f"reusespec baseline NOT written to {self.settings.save_baseline}: {refusal}; "
+                "the file there is left as it was"
+            )
+        elif self.settings.save_baseline is not None:
             baseline = Baseline(receipt=self.run_receipt())
             for nodeid, result in self.results.items():
                 baseline.specs[nodeid] = {
@@ -411,24 +434,7 @@ class GatePlugin:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker:
             return
-        # A plain failure of a spec's own assert is pytest's to show; the gate lists what it decided.
-        notable = {
-            k: r
-            for k, r in self.results.items()
-            if r["status"] != "passed" and (r["status"] != "failed" or r["lines"])
-        }
-        lines = []
-        for nodeid, result in sorted(notable.items()):
-            lines.append(f"{result['status'].upper():<13} {nodeid}")
-            lines.extend(f"    {line}" for line in result["lines"])
-        if self.baseline is not None:
-            comparisons = [c for r in self.results.values() for c in r.get("comparisons", [])]
-            worse = sum(1 for c in comparisons if c["verdict"] != "pass")
-            refused = sum(1 for r in self.results.values() if r.get("baseline") == "refused")
-            lines.append(
-                f"baseline {self.settings.baseline}: {len(comparisons)} scores compared, {worse} not within "
-                f"tolerance, {refused} specs refused"
-            )
+        lines = summary_lines(self.results, self.reuse.outcomes, self.settings.baseline, self.problems)
         if lines:
             terminalreporter.write_sep("=", "reusespec gate")
             for line in lines:

@@ -19,7 +19,13 @@ import pytest
 
 from reusespec.config import ReuseConfig, default_cache_dir
 from reusespec.gate.rules import VERDICT_MODES
-from reusespec.gate.settings import INCONCLUSIVE_MODES, GateSettings, GateSettingsError, parse_swaps
+from reusespec.gate.settings import (
+    GATED_SCORES,
+    INCONCLUSIVE_MODES,
+    GateSettings,
+    GateSettingsError,
+    parse_swaps,
+)
 from reusespec.standard_suite import SUITE_INI
 
 __all__ = ["add_options", "gate_settings", "path_setting", "reuse_config", "setting"]
@@ -146,6 +152,14 @@ OPTIONS: tuple[_Option, ...] = (
         ini_default="block",
     ),
     _Option(
+        "gate-scores",
+        "which scores a baseline gates: asserted (default: those a spec compared in an assert, and "
+        "those a reuse_gate marker names; the others are tracked) or all",
+        parse=_choice(GATED_SCORES),
+        choices=GATED_SCORES,
+        ini_default="asserted",
+    ),
+    _Option(
         "save-baseline",
         "store every score of this run (and its receipt) as a baseline at PATH",
         metavar="PATH",
@@ -203,6 +217,19 @@ def add_options(parser: pytest.Parser) -> None:
         help="let torchvision download missing weights and datasets (off by default: specs skip instead)",
     )
     parser.addini("reuse_allow_download", "as --reuse-allow-download", type="bool", default=False)
+    group.addoption(
+        "--reuse-strict",
+        action="store_true",
+        default=None,
+        help="a registry resource this machine lacks (torchvision weights, a dataset) fails the spec "
+        "instead of skipping it; on by default with --reuse-baseline",
+    )
+    group.addoption(
+        "--reuse-no-strict",
+        dest="reuse_strict",
+        action="store_false",
+        help="let missing registry resources skip even with --reuse-baseline",
+    )
     group.addoption(
         "--reuse-trust-pickle",
         action="append",
@@ -291,6 +318,14 @@ def reuse_config(config: pytest.Config) -> ReuseConfig:
     )
 
 
+def strict_mode(config: pytest.Config) -> bool:
+    """``--reuse-strict``; on by default when a baseline gates the run (a skip must not pass a gate)."""
+    explicit = config.getoption("reuse_strict", None)
+    if explicit is not None:
+        return bool(explicit)
+    return path_setting(config, "reuse_baseline") is not None
+
+
 def gate_settings(config: pytest.Config) -> GateSettings:
     """The gate engine's run settings from options and ini values; a contradiction is a usage error."""
     seeds = int(setting(config, "reuse_seed_count") or 1)
@@ -310,6 +345,8 @@ def gate_settings(config: pytest.Config) -> GateSettings:
             backbone=config.getoption("reuse_backbone"),
             swaps=swaps,
             subject_swap=subject,
+            strict=strict_mode(config),
+            gate_scores=str(setting(config, "reuse_gate_scores") or "asserted"),
         )
         settings.check()
     except GateSettingsError as exc:

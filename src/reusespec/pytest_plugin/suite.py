@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from reusespec.pytest_plugin.fixtures import new_facade
+from reusespec.pytest_plugin.options import strict_mode
 from reusespec.pytest_plugin.specs import RECORDS_KEY
 from reusespec.pytest_plugin.state import reuse_plugin
 from reusespec.results import ScoreRecord
@@ -20,6 +21,8 @@ class StandardSuiteItem(pytest.Item):
 
     # Marks the item as a reuse spec for the report (the plugin recognises specs by these).
     fixturenames = ("reuse",)
+    # Checks without a limit still record scores: against a baseline, all of them gate.
+    gates_every_score = True
 
     def __init__(self, *, check: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -29,7 +32,9 @@ class StandardSuiteItem(pytest.Item):
     def setup(self) -> None:
         self._records = []
         self.stash[RECORDS_KEY] = self._records
-        self._reuse = new_facade(reuse_plugin(self.config).session, self._records)
+        self._reuse = new_facade(
+            reuse_plugin(self.config).session, self._records, strict=strict_mode(self.config)
+        )
 
     def runtest(self) -> None:
         self.check.run(self._reuse)

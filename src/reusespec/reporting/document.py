@@ -18,6 +18,7 @@ from typing import Any
 
 from reusespec.reporting.numbers import format_number
 from reusespec.results import ScoreRecord
+from reusespec.strict_json import strict
 
 SCHEMA = "reusespec-report"
 SCHEMA_VERSION = 1
@@ -117,7 +118,8 @@ def write_json_atomic(path: str | Path, document: dict[str, Any]) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(document, f, indent=2, default=str, sort_keys=True)
+            # Strict JSON: NaN and Infinity become null plus a "non_finite" flag (reusespec.strict_json).
+            json.dump(strict(document), f, indent=2, default=str, sort_keys=True, allow_nan=False)
             f.write("\n")
         # mkstemp creates the file private (0600); a report is meant to be read by CI and colleagues.
         umask = os.umask(0)
