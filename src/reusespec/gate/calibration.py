@@ -19,58 +19,73 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reusespec.gate.baseline import higher_is_better
 from reusespec.stats import StatsError, suggest_threshold
 
+if TYPE_CHECKING:
+    from reusespec.reporting.model import RunReport, SpecReport
+    from reusespec.results import ScoreRecord
+
 __all__ = ["format_summary", "summarise"]
 
 
-def _score_id(score: Mapping[str, Any], occurrence: int) -> str:
-    key = f"{score['backbone']}|{score['task']}|{score['strategy']}|{score['metric']}"
+def _score_id(score: ScoreRecord, occurrence: int) -> str:
+    key = f"{score.backbone}|{score.task}|{score.strategy}|{score.metric}"
     return key if occurrence == 0 else f"{key}#{occurrence}"
 
 
-def _point_failed(spec: Mapping[str, Any]) -> bool:
+def _point_failed(spec: SpecReport) -> bool:
     """The spec as plain asserts judge it: a compared score on the wrong side, or another failure."""
-    if any(score.get("passed") is False for score in spec.get("scores", [])):
+    if any(score.passed is False for score in spec.scores):
         return True
     # an assert on something other than a score, or a crash, fails with or without intervals
-    return bool((spec.get("gate") or {}).get("threshold_verdict") == "fail" or spec.get("outcome") == "error")
+    threshold_verdict = spec.gate.threshold_verdict if spec.gate is not None else None
+    return threshold_verdict == "fail" or spec.outcome.value == "error"
 
 
-def summarise(documents: Sequence[Mapping[str, Any]], rate: float) -> dict[str, Any]:
-    """Per spec and score, the spread over the runs (one JSON report per seed) and the rates."""
+def summarise(documents: Sequence[RunReport | Mapping[str, Any]], rate: float) -> dict[str, Any]:
+    """Per spec and score, the spread over the runs (one report per seed) and the rates."""
+    # the report model is a layer up (it reads gate statuses): imported here, not at the top
+    from reusespec.reporting.model import as_run_report
+
     specs: dict[str, dict[str, Any]] = {}
-    for document in documents:
-        seed = document.get("receipt", {}).get("seed", document.get("environment", {}).get("seed"))
-        for spec in document.get("specs", []):
+    for report in map(as_run_report, documents):
+        seed = report.seed
+        for spec in report.specs:
             entry = specs.setdefault(
-                spec["nodeid"],
+                spec.nodeid,
                 {"runs": 0, "point_failures": 0, "interval_failures": 0, "inconclusive": 0, "scores": {}},
             )
             entry["runs"] += 1
-            gate = spec.get("gate") or {}
-            verdict = gate.get("threshold_verdict")
+            verdict = spec.gate.threshold_verdict if spec.gate is not None else None
             entry["point_failures"] += int(_point_failed(spec))
-            entry["interval_failures"] += int(verdict == "fail" or spec.get("outcome") == "error")
+            entry["interval_failures"] += int(verdict == "fail" or spec.outcome.value == "error")
             entry["inconclusive"] += int(verdict == "inconclusive")
             seen: dict[str, int] = {}
-            for score in spec.get("scores", []):
+            for score in spec.scores:
                 base = _score_id(score, 0)
                 key = _score_id(score, seen.get(base, 0))
                 seen[base] = seen.get(base, 0) + 1
                 row = entry["scores"].setdefault(
                     key,
-                    {k: score[k] for k in ("backbone", "task", "strategy", "metric")}
-                    | {"op": score.get("op"), "thresholds": [], "values": [], "seeds": []},
+                    {
+                        "backbone": score.backbone,
+                        "task": score.task,
+                        "strategy": score.strategy,
+                        "metric": score.metric,
+                        "op": score.op,
+                        "thresholds": [],
+                        "values": [],
+                        "seeds": [],
+                    },
                 )
-                row["values"].append(float(score["value"]))
+                row["values"].append(float(score.value))
                 row["seeds"].append(seed)
-                if score.get("threshold") is not None:
-                    row["thresholds"].append(float(score["threshold"]))
-                    row["op"] = score.get("op")
+                if score.threshold is not None:
+                    row["thresholds"].append(float(score.threshold))
+                    row["op"] = score.op
     for entry in specs.values():
         runs = entry["runs"]
         entry["point_false_failure_rate"] = entry["point_failures"] / runs

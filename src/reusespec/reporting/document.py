@@ -7,15 +7,14 @@ pytest plugin, under xdist on the controller, or by any other runner.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from reusespec import atomic
 from reusespec.reporting.numbers import format_number
 from reusespec.results import ScoreRecord
 from reusespec.strict_json import strict
@@ -112,23 +111,12 @@ def build_report(outcomes: list[SpecOutcome], env: dict[str, Any]) -> dict[str, 
 
 
 def write_json_atomic(path: str | Path, document: dict[str, Any]) -> Path:
-    """Write JSON so that readers never see a half-written file."""
+    """Write the report's JSON (sorted keys, indent 2) atomically with :mod:`reusespec.atomic`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            # Strict JSON: NaN and Infinity become null plus a "non_finite" flag (reusespec.strict_json).
-            json.dump(strict(document), f, indent=2, default=str, sort_keys=True, allow_nan=False)
-            f.write("\n")
-        # mkstemp creates the file private (0600); a report is meant to be read by CI and colleagues.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Strict JSON: NaN and Infinity become null plus a "non_finite" flag (reusespec.strict_json).
+    text = json.dumps(strict(document), indent=2, default=str, sort_keys=True, allow_nan=False)
+    atomic.write_text(path, text + "\n")
     return path
 
 

@@ -18,7 +18,7 @@ from reusespec.errors import ReuseSpecError
 from reusespec.gate.rules import Status
 from reusespec.results import ScoreRecord
 
-__all__ = ["GateDecision", "Outcome", "ReportError", "RunReport", "SpecReport"]
+__all__ = ["GateDecision", "Outcome", "ReportError", "RunReport", "SpecReport", "as_run_report"]
 
 SCHEMA = "reusespec-report"
 
@@ -113,6 +113,11 @@ class SpecReport:
     scores: list[ScoreRecord] = field(default_factory=list)
     gate: GateDecision | None = None
 
+    @property
+    def status(self) -> str:
+        """The gate's status when it judged the spec, else pytest's outcome."""
+        return self.gate.status.value if self.gate is not None else self.outcome.value
+
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> SpecReport:
         gate = data.get("gate")
@@ -148,6 +153,14 @@ class RunReport:
     summary: dict[str, int]
     specs: list[SpecReport]
     receipt: dict[str, Any] | None = None
+
+    @property
+    def seed(self) -> Any:
+        """The run's seed: the gate's receipt, else the environment (None when neither has it)."""
+        return (self.receipt or {}).get("seed", self.environment.get("seed"))
+
+    def sorted_specs(self) -> list[SpecReport]:
+        return sorted(self.specs, key=lambda spec: spec.nodeid)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RunReport:
@@ -185,3 +198,8 @@ class RunReport:
         if self.receipt is not None:
             data["receipt"] = self.receipt
         return data
+
+
+def as_run_report(report: RunReport | Mapping[str, Any]) -> RunReport:
+    """``report`` itself, or the report document read as a :class:`RunReport`."""
+    return report if isinstance(report, RunReport) else RunReport.from_json(report)

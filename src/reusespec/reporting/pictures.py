@@ -16,15 +16,16 @@ and it is optional: without it :func:`write_pictures` notes that pictures were s
 from __future__ import annotations
 
 import hashlib
-import os
+import io
 import re
-import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from reusespec import atomic
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -341,14 +342,9 @@ def _save(fig: Figure, path: str | Path) -> Path:
     """Save as PNG atomically, so a reader never sees half a picture."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=DPI)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    atomic.write_bytes(path, buffer.getvalue())
     return path
 
 
