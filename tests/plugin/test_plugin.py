@@ -277,3 +277,25 @@ def test_report_environment_names_the_versions_without_importing_torch() -> None
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [torch.__version__, torchvision.__version__, False]
+
+
+def test_damaged_cache_entries_are_counted_in_the_summary_and_the_report(
+    pytester: pytest.Pytester, warm_cache: Path
+) -> None:
+    """A truncated zoo checkpoint is rebuilt, and the run says so (terminal and JSON), never silently."""
+    (checkpoint,) = (warm_cache / "zoo").glob("digits-cnn-random-*.safetensors")
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    pytester.makepyfile(
+        test_specs="""
+        def test_random_twin(reuse):
+            assert reuse.probe("zoo:digits-cnn-random", "sklearn-digits").accuracy >= 0.5
+        """
+    )
+    report = pytester.path / "report.json"
+    result = pytester.runpytest(
+        "-p", "no:xdist", f"--reuse-cache-dir={warm_cache}", f"--reuse-report={report}"
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*damaged cache entries discarded and rebuilt: zoo checkpoints 1*"])
+    document = json.loads(report.read_text())
+    assert document["environment"]["cache_repairs"] == {"zoo checkpoints": 1}

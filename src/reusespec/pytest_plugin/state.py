@@ -15,7 +15,7 @@ import pytest
 
 from reusespec.pytest_plugin.options import path_setting, reuse_config
 from reusespec.pytest_plugin.specs import PROPERTY, RECORDS_KEY, is_reuse_spec
-from reusespec.pytest_plugin.xdist import extraction_counts
+from reusespec.pytest_plugin.xdist import extraction_counts, repair_counts
 from reusespec.reporting.document import (
     SpecOutcome,
     build_report,
@@ -120,6 +120,7 @@ class ReusePlugin:
                 # A serial run computed everything here; under xdist each worker picks its own.
                 settings["device_used"] = str(self.session.device)
             settings.update(extraction_counts(self.config))  # workers' too, under xdist
+            settings["cache_repairs"] = repair_counts(self.config)
             env = environment(settings)
             document = build_report(list(self.outcomes.values()), env)
             for extend in self.report_extensions:

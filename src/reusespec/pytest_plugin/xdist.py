@@ -53,6 +53,7 @@ from reusespec.pytest_plugin.specs import is_reuse_spec
 
 MARKER = "reuse_backbone"
 WORKER_OUTPUT_KEY = "reusespec_extractions"
+WORKER_REPAIRS_KEY = "reusespec_cache_repairs"
 PLUGIN_NAME = "reusespec-xdist"
 
 
@@ -196,6 +197,7 @@ class XdistSupport:
         self.cache_dir = cache_dir
         self.own_extractions = own_extractions  # feature sets this process extracted
         self.worker_extractions: dict[str, int] = {}
+        self.worker_repairs: dict[str, dict[str, int]] = {}
 
     @pytest.hookimpl(wrapper=True)
     def pytest_collection_modifyitems(
@@ -240,17 +242,25 @@ class XdistSupport:
         workeroutput = getattr(self.config, "workeroutput", None)
         if workeroutput is not None:  # on a worker: send the count to the controller
             workeroutput[WORKER_OUTPUT_KEY] = self.own_extractions()
+            workeroutput[WORKER_REPAIRS_KEY] = _own_repairs()
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
         count = getattr(node, "workeroutput", {}).get(WORKER_OUTPUT_KEY)
         if isinstance(count, int):
             self.worker_extractions[str(node.gateway.id)] = count
+        repairs = getattr(node, "workeroutput", {}).get(WORKER_REPAIRS_KEY)
+        if isinstance(repairs, dict):
+            self.worker_repairs[str(node.gateway.id)] = {str(k): int(v) for k, v in repairs.items()}
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if hasattr(self.config, "workerinput") or self.config.get_verbosity() < 0:
             return
+        repairs = repair_counts(self.config)
+        if repairs:  # damaged cache entries were discarded and rebuilt: say so, never silently
+            kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(repairs.items()))
+            terminalreporter.write_line(f"reusespec: damaged cache entries discarded and rebuilt: {kinds}")
         counts = extraction_counts(self.config)
         total = counts["feature_extractions"]
         if not total:
@@ -332,6 +342,23 @@ def extraction_counts(config: pytest.Config) -> dict[str, Any]:
     if by_worker:
         counts["feature_extractions_by_worker"] = by_worker
     return counts
+
+
+def _own_repairs() -> dict[str, int]:
+    from reusespec.cache import repair_counts as own_repair_counts
+
+    return own_repair_counts()
+
+
+def repair_counts(config: pytest.Config) -> dict[str, int]:
+    """Damaged cache entries repaired in this run, by kind: this process and, on a controller, its workers."""
+    totals = dict(_own_repairs())
+    support = config.pluginmanager.get_plugin(PLUGIN_NAME)
+    if isinstance(support, XdistSupport):
+        for repairs in support.worker_repairs.values():
+            for kind, count in repairs.items():
+                totals[kind] = totals.get(kind, 0) + count
+    return totals
 
 
 def register(config: pytest.Config, cache_dir: Path, own_extractions: Callable[[], int]) -> None:
