@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torchvision  # noqa: F401  (loaded before pytester's in-process runs, which unload what they import)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
