@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("transformers", reason="pip install 'reusespec[text]'")
 
-from test_text_encoders import WORDS, write_tiny_bert
+from tiny_text_models import WORDS, write_tiny_bert
 
 SPECS = """
     BERT = "hf:{bert}"

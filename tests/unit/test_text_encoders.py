@@ -5,7 +5,6 @@ Every model here is a tiny random-weight one built offline and written with save
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import numpy as np
@@ -21,50 +20,7 @@ from reusespec.text_features import length_sorted_batches
 
 transformers = pytest.importorskip("transformers", reason="pip install 'reusespec[text]'")
 
-WORDS = [
-    "the",
-    "a",
-    "cat",
-    "dog",
-    "sat",
-    "ran",
-    "on",
-    "mat",
-    "park",
-    "big",
-    "small",
-    "red",
-    "blue",
-    "news",
-    "sport",
-    "film",
-    "good",
-    "bad",
-    "very",
-]
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-
-
-def write_tiny_bert(folder: Path, words: list[str] = WORDS, seed: int = 0) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab = folder / "vocab.txt"
-    vocab.write_text("\n".join(SPECIALS + words) + "\n")
-    if "vocab" in inspect.signature(transformers.BertTokenizer.__init__).parameters:  # transformers 5
-        tokenizer = transformers.BertTokenizer(vocab=str(vocab))
-    else:
-        tokenizer = transformers.BertTokenizerFast(vocab_file=str(vocab))
-    config = transformers.BertConfig(
-        vocab_size=len(SPECIALS) + len(words),
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=24,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(seed)
-    transformers.BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+from tiny_text_models import WORDS, write_tiny_bert  # noqa: E402
 
 
 def text_split(texts: list[str], name: str = "test") -> Split:
