@@ -162,3 +162,50 @@ def test_swaps_and_settings_say_what_is_wrong() -> None:
         parse_swaps(["=zoo:b"])
     with pytest.raises(ReuseSpecError, match="--reuse-max-seeds"):
         GateSettings(seeds=3, max_seeds=2).check()
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    receipt=_JSON,
+    specs=_JSON | st.dictionaries(st.text(max_size=5), _JSON | st.fixed_dictionaries({"scores": _JSON})),
+)
+def test_a_baseline_of_any_shape_loads_and_compares_or_fails_with_a_baseline_error(
+    tmp_path_factory: pytest.TempPathFactory, receipt: object, specs: object
+) -> None:
+    """Fuzzed baseline documents with the right schema: a BaselineError naming the file, never a crash."""
+    import json
+
+    from reusespec.errors import BaselineError
+    from reusespec.gate.baseline import SCHEMA, SCHEMA_VERSION, Baseline, check_spec_compatible
+    from reusespec.gate.decision import pairs_to_gate
+
+    path = tmp_path_factory.mktemp("baseline") / "baseline.json"
+    document = {"schema": SCHEMA, "version": SCHEMA_VERSION, "receipt": receipt, "specs": specs}
+    path.write_text(json.dumps(document))
+    try:
+        baseline = Baseline.load(path)
+    except BaselineError as exc:
+        assert str(path) in str(exc)
+        return
+    for nodeid in baseline.specs:  # what loads must be usable by the gate
+        spec = baseline.spec(nodeid)
+        assert spec is not None
+        assert isinstance(spec.get("scores", []), list)
+        check_spec_compatible(spec.get("receipt", {}), {"tasks": {}, "backbones": {}})
+        current = {
+            "backbone": "zoo:x",
+            "task": "t",
+            "strategy": "head-only",
+            "metric": "accuracy",
+            "value": 0.5,
+        }
+        pairs_to_gate(spec.get("scores", []), [current])

@@ -403,6 +403,7 @@ class Baseline:
                 f"baseline {path} has format version {data.get('version')}, this reusespec reads "
                 f"{SCHEMA_VERSION}; save the baseline again with this version"
             )
+        _check_shape(data, path)
         return cls(
             receipt=dict(data.get("receipt", {})),
             specs=dict(data.get("specs", {})),
@@ -411,6 +412,59 @@ class Baseline:
 
     def spec(self, nodeid: str) -> dict[str, Any] | None:
         return self.specs.get(nodeid)
+
+
+def _check_shape(data: Mapping[str, Any], path: Path) -> None:
+    """Refuse a baseline whose parts are not what ``--reuse-save-baseline`` writes, naming the part.
+
+    A baseline is user-supplied JSON: a hand edit or another tool's file with the right schema line
+    must end in a clear error, not in a traceback from deep inside a comparison.
+    """
+
+    def refuse(where: str, expected: str) -> BaselineError:
+        return BaselineError(
+            f"baseline {path}: {where} is not {expected}; it was not written by --reuse-save-baseline "
+            "(or was edited): save it again"
+        )
+
+    def mapping(value: Any, where: str) -> Mapping[str, Any]:
+        if not isinstance(value, dict):
+            raise refuse(where, "an object")
+        return value
+
+    receipt = mapping(data.get("receipt", {}), "'receipt'")
+    for part in ("tasks", "backbones"):
+        for key, info in mapping(receipt.get(part, {}), f"'receipt.{part}'").items():
+            mapping(info, f"'receipt.{part}.{key}'")
+    for nodeid, spec in mapping(data.get("specs", {}), "'specs'").items():
+        spec = mapping(spec, f"spec {nodeid!r}")
+        spec_receipt = mapping(spec.get("receipt", {}), f"the receipt of spec {nodeid!r}")
+        for part in ("tasks", "backbones"):
+            for key, info in mapping(
+                spec_receipt.get(part, {}), f"the receipt of {nodeid!r}: {part}"
+            ).items():
+                info = mapping(info, f"the receipt of {nodeid!r}: {part}.{key}")
+                if part == "tasks" and not isinstance(info.get("task"), str):
+                    raise refuse(f"the receipt of {nodeid!r}: tasks.{key}.task", "a task string")
+        scores = spec.get("scores", [])
+        if not isinstance(scores, list):
+            raise refuse(f"the scores of spec {nodeid!r}", "a list")
+        for index, score in enumerate(scores):
+            score = mapping(score, f"score {index} of spec {nodeid!r}")
+            if not isinstance(score.get("metric"), str):
+                raise refuse(f"the metric of score {index} of spec {nodeid!r}", "a string")
+            if (
+                "task" not in score
+                or "strategy" not in score
+                or not (score.get("role") or score.get("backbone"))
+            ):
+                raise refuse(f"score {index} of spec {nodeid!r}", "keyed by backbone, task and strategy")
+            value = score.get("value")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise refuse(f"the value of score {index} of spec {nodeid!r}", "a number or null")
+            for text_field in ("backbone", "role", "task", "op", "predictions", "labels_digest"):
+                if score.get(text_field) is not None and not isinstance(score[text_field], str):
+                    raise refuse(f"{text_field!r} of score {index} of spec {nodeid!r}", "a string")
 
 
 def stored_score(score: Mapping[str, Any], examples: tuple[Any, Any] | None) -> dict[str, Any]:
