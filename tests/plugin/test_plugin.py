@@ -299,3 +299,28 @@ def test_damaged_cache_entries_are_counted_in_the_summary_and_the_report(
     result.stdout.fnmatch_lines(["*damaged cache entries discarded and rebuilt: zoo checkpoints 1*"])
     document = json.loads(report.read_text())
     assert document["environment"]["cache_repairs"] == {"zoo checkpoints": 1}
+
+
+def test_a_report_or_baseline_that_cannot_be_written_fails_the_run_with_the_cause(
+    pytester: pytest.Pytester, warm_cache: Path
+) -> None:
+    """No plugin traceback and no green run when the report or baseline is not there to read."""
+    pytester.makepyfile(
+        test_specs="""
+        def test_probe(reuse):
+            assert reuse.probe("zoo:digits-cnn", "sklearn-digits").accuracy >= 0.5
+        """
+    )
+    blocker = pytester.path / "not-a-folder"
+    blocker.write_text("a file where the report's folder should be")
+    result = pytester.runpytest(
+        "-p",
+        "no:xdist",
+        f"--reuse-cache-dir={warm_cache}",
+        f"--reuse-report={blocker / 'report.json'}",
+        f"--reuse-save-baseline={blocker / 'baseline.json'}",
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*reusespec report NOT written*not-a-folder*"])
+    result.stdout.fnmatch_lines(["*reusespec baseline NOT written*not-a-folder*"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()

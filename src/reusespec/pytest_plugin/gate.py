@@ -20,6 +20,7 @@ Zero-code checks: ``--reuse-backbone SPEC`` runs :mod:`reusespec.standard_suite`
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Generator
 from pathlib import Path
@@ -54,6 +55,7 @@ from reusespec.pytest_plugin.receipts import compatibility_receipt, git_state, r
 from reusespec.pytest_plugin.specs import RECORDS_KEY
 from reusespec.pytest_plugin.state import ReusePlugin
 from reusespec.pytest_plugin.suite import add_suite_items
+from reusespec.pytest_plugin.writes import write_or_explain
 from reusespec.results import ScoreRecord
 from reusespec.stats import Verdict
 
@@ -416,20 +418,22 @@ class GatePlugin:
                     "receipt": result.get("receipt", {}),
                     "scores": result.get("scores", []),
                 }
-            baseline.save(self.settings.save_baseline)
-            self.written.append(
-                f"reusespec baseline ({len(baseline.specs)} specs) written to {self.settings.save_baseline}"
-            )
+            target = self.settings.save_baseline
+            done = f"reusespec baseline ({len(baseline.specs)} specs) written to {target}"
+            self.written.append(write_or_explain(lambda: baseline.save(target), done, "baseline", session))
         if self.settings.markdown is not None or self.settings.html is not None:
             from reusespec.reporting.render import render_html, render_markdown, write_text_atomic
 
             document = self.report_document()
-            if self.settings.markdown is not None:
-                write_text_atomic(self.settings.markdown, render_markdown(document))
-                self.written.append(f"reusespec Markdown summary written to {self.settings.markdown}")
-            if self.settings.html is not None:
-                write_text_atomic(self.settings.html, render_html(document))
-                self.written.append(f"reusespec HTML report written to {self.settings.html}")
+            for path, render, what in (
+                (self.settings.markdown, render_markdown, "Markdown summary"),
+                (self.settings.html, render_html, "HTML report"),
+            ):
+                if path is not None:
+                    text = render(document)
+                    done = f"reusespec {what} written to {path}"
+                    write = functools.partial(write_text_atomic, path, text)
+                    self.written.append(write_or_explain(write, done, what, session))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker:

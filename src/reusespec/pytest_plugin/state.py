@@ -15,6 +15,7 @@ import pytest
 
 from reusespec.pytest_plugin.options import path_setting, reuse_config
 from reusespec.pytest_plugin.specs import PROPERTY, RECORDS_KEY, is_reuse_spec
+from reusespec.pytest_plugin.writes import write_or_explain
 from reusespec.pytest_plugin.xdist import extraction_counts, repair_counts
 from reusespec.reporting.document import (
     SpecOutcome,
@@ -43,6 +44,13 @@ class ReusePlugin:
         self._session: ReuseSession | None = None
         self.outcomes: dict[str, SpecOutcome] = {}
         self.report_extensions: list[Callable[[dict[str, Any]], None]] = []
+        self.pytest_session: pytest.Session | None = None
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        from reusespec.cache import reset_repair_counts
+
+        self.pytest_session = session
+        reset_repair_counts()  # counts are per process; a run (pytester's too) starts from zero
 
     @property
     def started(self) -> ReuseSession | None:
@@ -125,8 +133,13 @@ class ReusePlugin:
             document = build_report(list(self.outcomes.values()), env)
             for extend in self.report_extensions:
                 extend(document)  # the gate's receipt, verdicts and baseline comparisons
-            write_json_atomic(report_path, document)
-            terminalreporter.write_line(f"reusespec report written to {report_path}")
+            done = f"reusespec report written to {report_path}"
+            line = write_or_explain(
+                lambda: write_json_atomic(report_path, document), done, "report", self.pytest_session
+            )
+            terminalreporter.write_line(line)
+            if line != done:
+                return
             from reusespec.reporting.pictures import write_pictures
 
             for picture in write_pictures(document, report_path, note=terminalreporter.write_line):
