@@ -19,7 +19,6 @@ from reusespec.backbones.base import Backbone, TextInputSpec, check_modality
 from reusespec.backbones.registry import BackboneContext, resolve_backbone
 from reusespec.cache import FeatureCache
 from reusespec.config import ReuseConfig
-from reusespec.devices import single_thread_below
 from reusespec.errors import ResourceUnavailable, TaskError
 from reusespec.feature_checks import check_features
 from reusespec.features import extract_features, feature_key
@@ -37,6 +36,7 @@ from reusespec.outcomes import (
 )
 from reusespec.probe import DEFAULT_GRID, ProbeFit, fit_probe
 from reusespec.results import ProbeResult, ScoreRecord
+from reusespec.shift_and_rank import corrupted_test_split, score_features
 from reusespec.tasks.base import Split, Task
 from reusespec.tasks.registry import load_task
 
@@ -377,24 +377,9 @@ class Reuse:
                     "the same label space (select classes with e.g. 'mnist5k:0-4')"
                 )
             return other.test, f"target {target}"
-        from reusespec.corruptions import corrupt
-
         assert corruption is not None
         corruption_seed = self.session.config.seed if seed is None else seed
-        if task.modality == "text":
-            from reusespec.text_corruptions import corrupt_texts
-
-            def apply_text(texts: list[str], positions: np.ndarray) -> list[str]:
-                return corrupt_texts(texts, corruption, severity, corruption_seed, indices=positions)
-
-            tag = f"{corruption}@{severity}"
-            return task.test.transformed(apply_text, f"text:{tag}:seed={corruption_seed}"), tag
-
-        def apply(images: torch.Tensor, positions: np.ndarray) -> torch.Tensor:
-            return corrupt(images.cpu(), corruption, severity, corruption_seed, indices=positions)
-
-        tag = f"{corruption}@{severity}"
-        return task.test.transformed(apply, f"{tag}:seed={corruption_seed}"), tag
+        return corrupted_test_split(task, corruption, severity, corruption_seed)
 
     def profile(
         self, backbone: str | list[str], tasks: list[str], *, strategy: str = "head-only", **kwargs: Any
@@ -479,8 +464,6 @@ class Reuse:
 
         Methods: logme, hscore, hscore-shrink, nce and leep (need a source head), knn.
         """
-        from reusespec.transferability import transferability_score
-
         start = time.perf_counter()
         scores: dict[str, float] = {}
         hits = []
@@ -495,17 +478,7 @@ class Reuse:
             features = np.concatenate([np.asarray(f) for f, _ in parts])
             check_features(features, name, f"training features on {task}")
             labels = np.concatenate([tk.train.labels, tk.val.labels])
-            source_probs = None
-            if bb.source_head is not None:
-                with torch.inference_mode():
-                    head = bb.source_head.cpu().float()
-                    source_probs = (
-                        torch.softmax(head(torch.from_numpy(features).float()), dim=1).double().numpy()
-                    )
-            n, d = features.shape
-            # Single-threaded below ~1e9 flops (an SVD costs n d min(n, d)): same score serial or under xdist.
-            with single_thread_below(n * d * min(n, d), 1e9, "cpu"):
-                scores[name] = transferability_score(method, features, labels, source_probs=source_probs)
+            scores[name] = score_features(method, features, labels, bb.source_head)
         return self._keep(Ranking(task, method, scores, time.perf_counter() - start, all(hits)))
 
     def rank_agreement(
