@@ -19,7 +19,7 @@ from reusespec.backbones.base import Backbone, TextInputSpec, check_modality
 from reusespec.backbones.registry import BackboneContext, resolve_backbone
 from reusespec.cache import FeatureCache
 from reusespec.config import ReuseConfig
-from reusespec.errors import ResourceUnavailable, TaskError
+from reusespec.errors import ResourceUnavailable, ReuseSpecError, TaskError
 from reusespec.feature_checks import check_features
 from reusespec.features import extract_features, feature_key
 from reusespec.heads import cached_fit, head_key
@@ -440,9 +440,9 @@ class Reuse:
                     model, spec = build_architecture(backbone)  # the architecture needs no weights
                 else:
                     raise exc
-            except ResourceUnavailable:
+            except ReuseSpecError:  # no weights-free architecture either: the missing resource is the reason
                 self._unavailable(exc)
-                raise
+                raise exc from None
             weights_loaded = False
         size = input_size or (
             (spec.max_length,) if isinstance(spec, TextInputSpec) else (spec.channels, *spec.size)
@@ -488,9 +488,13 @@ class Reuse:
         from reusespec.transferability import rank_agreement
 
         inner = Reuse(self.session)
-        ranking = inner.rank(backbones, task, method=method, seed=seed)
-        start = time.perf_counter()
-        accuracies = {b: float(inner.probe(b, task, seed=seed).accuracy) for b in backbones}
+        try:
+            ranking = inner.rank(backbones, task, method=method, seed=seed)
+            start = time.perf_counter()
+            accuracies = {b: float(inner.probe(b, task, seed=seed).accuracy) for b in backbones}
+        except ResourceUnavailable as exc:  # the inner facade only raises: skip here, as every call does
+            self._unavailable(exc)
+            raise
         probe_seconds = time.perf_counter() - start
         agreement = rank_agreement({b: float(v) for b, v in ranking.scores_by_backbone.items()}, accuracies)
         return self._keep(RankAgreementResult(ranking, accuracies, agreement, probe_seconds))

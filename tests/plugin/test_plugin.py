@@ -324,3 +324,20 @@ def test_a_report_or_baseline_that_cannot_be_written_fails_the_run_with_the_caus
     result.stdout.fnmatch_lines(["*reusespec report NOT written*not-a-folder*"])
     result.stdout.fnmatch_lines(["*reusespec baseline NOT written*not-a-folder*"])
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+def test_rank_agreement_with_missing_weights_skips_with_the_remedy(
+    pytester: pytest.Pytester, warm_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A missing registry resource inside rank_agreement is a skip with its reason, as in every other call."""
+    monkeypatch.setenv("TORCH_HOME", str(pytester.path / "empty-torch-home"))
+    pytester.makepyfile(
+        test_specs="""
+        def test_agreement(reuse):
+            backbones = ["zoo:digits-cnn", "torchvision:resnet18:IMAGENET1K_V1"]
+            assert reuse.rank_agreement(backbones, "sklearn-digits").weighted_kendall_tau >= 0
+        """
+    )
+    result = pytester.runpytest("-p", "no:xdist", "-rs", f"--reuse-cache-dir={warm_cache}")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*SKIPPED*resnet18*"])
