@@ -3,30 +3,30 @@
 The demo specs (``reuse_specs/``: transfer, dimensions and ranking; fine-tuning and CIFAR are
 left out, see ``EXCLUDED``) run in-process through the core API, the spec functions themselves
 called with a :class:`reusespec.session.Reuse` facade, so every comparison is the spec's own
-``assert``. Each run's scores are compared with a baseline by the gate's own decision functions
-(:func:`reusespec.baseline.match_scores`, :func:`reusespec.baseline.compare_score`, default
-tolerances) under two rules:
+``assert``. Each run is recorded (``bench/results/gate_runs*.jsonl``: every score as a baseline
+stores it, with its test predictions and labels), then replayed against baselines made of other
+recorded runs by the gate's own decision function
+(:func:`reusespec.gate.decision.compare_with_baseline`), default tolerances and the seed spread
+a baseline saved with ``--reuse-baseline-spread 10`` holds (``bench/gate_replay.py``).
 
-* ``asserted`` (the gate of issue 14): only scores a spec compared in an ``assert`` are gated;
-  every other score, and measured costs unless asserted on a machine with the same fingerprint,
-  is tracked;
-* ``all`` (the gate before it): every score with a finite baseline value is gated.
+Recorded runs:
 
-Replays, each a fresh :class:`~reusespec.session.ReuseSession` sharing one feature cache:
+* **healthy** at seeds ``0..209``: the baselines at seeds 0 and 51, each with the runs at the
+  next 10 seeds (stepping by 5 for the few-shot spec, which averages 5 seeds itself) as its
+  spread, and the candidates at seeds 106..205 (what a retrained checkpoint of equal quality
+  looks like; no candidate shares a seed with a baseline or its spread);
+* **rerun**: seeds ``0..`` again in another session, for the same-seed replays (the gate
+  refuses a baseline of another seed, so this is how it is used), on the shared machine as it
+  was (its load average is recorded);
+* **damaged-N**: ``zoo:digits-cnn`` swapped for a damaged copy (seeded Gaussian noise on the
+  filters of its second conv block, its scale found by bisection to lose N = 1, 3 and 5 points of
+  probe accuracy on mnist5k:5-9 averaged over seeds 0 and 1), the specs that load it, judged
+  against the healthy baseline of the same seed; detected when the gate fails at least one spec.
 
-* **same seed**: the baseline run at seed ``r`` against a rerun at seed ``r`` in another session
-  (the gate refuses a baseline of another seed, so this is how it is used), on the shared
-  machine as it was (its load average is recorded);
-* **reseeded**: the baseline at seed 0 against a run at seed ``r`` (what a retrained checkpoint
-  of equal quality looks like, and a stress test of the tolerances: every seed-dependent score
-  moves);
-* **detection**: ``zoo:digits-cnn`` swapped for a damaged copy (seeded Gaussian noise on the
-  filters of its second conv block, its scale found by bisection to lose 1, 3 and 5 points of
-  probe accuracy on mnist5k:5-9 averaged over seeds 0 and 1) at seed ``r``, against the
-  healthy baseline at seed ``r``; detected when the gate fails at least one spec.
-
-``python -m bench.bench_gate [--replays 100] [--detect 20]`` writes ``bench/results/gate.json``,
-the power curve ``docs/gating-power.png`` and the results table of ``docs/gating.md``.
+``python -m bench.bench_gate`` records what is missing and writes ``bench/results/gate.json``,
+the power curve ``docs/gating-power.png`` and the results in ``docs/gating.md``. Recording is
+resumable and can be split: ``--record healthy --seeds 0 103`` and ``--record healthy --seeds
+103 210 --runs-file bench/results/gate_runs_b.jsonl`` in two processes, then ``--aggregate``.
 """
 
 from __future__ import annotations
@@ -34,20 +34,17 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import math
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.common import REPO_ROOT, RESULTS_DIR, Context, machine_info, write_result
 
 SPEC_MODULES = ("test_demo_transfer", "test_demo_dimensions", "test_demo_ranking")
-# Left out to keep 100 replays within an hour on two shared cores; why each can be.
+# Left out to keep the replays within an hour on two shared cores; why each can be.
 EXCLUDED = {
     "test_demo_finetune.py": "three fine-tuning specs: minutes per seed",
     "test_torchvision_cifar.py": "CIFAR-10 is not on this machine (the specs skip)",
@@ -55,7 +52,7 @@ EXCLUDED = {
     "test_resnet50_budget_offline": "parameter and MAC counts, the same under every seed",
     "test_scores_agree_with_probing": "17 s per seed (probes all five zoo backbones)",
 }
-# Detection runs only the cheaper specs that load the damaged backbone (the run fails if any fails).
+# Detection runs only the specs that load the damaged backbone (the run fails if any fails).
 DETECTION_SPECS = (
     "test_digits_cnn_transfers_to_unseen_digits",
     "test_pretrained_beats_its_random_init_twin",
@@ -67,33 +64,14 @@ SUBJECT = "zoo:digits-cnn"
 PROBE_TASK = "mnist5k:5-9"
 DAMAGED_LAYER = "features.1.0.weight"
 LOSS_TARGETS = (1.0, 3.0, 5.0)
-DOC = REPO_ROOT / "docs" / "gating.md"
-PICTURE = REPO_ROOT / "docs" / "gating-power.png"
-START = "<!-- bench:gate:start (generated by `python -m bench.bench_gate`; edits here are overwritten) -->"
-END = "<!-- bench:gate:end -->"
+RUNS_FILE = RESULTS_DIR / "gate_runs.jsonl"
+HEALTHY_SEEDS = range(0, 210)
+RERUN_SEEDS = range(0, 100)
+DETECT_SEEDS = range(0, 40)
 
 
-@dataclass
-class SpecRun:
-    """One spec's scores (as dicts, with per-example predictions) and how its own asserts ended."""
-
-    scores: list[dict[str, Any]]
-    examples: list[tuple[Any, Any] | None]
-    error: str | None = None
-
-
-@dataclass
-class GateOutcome:
-    """The gate's decision on one run against one baseline."""
-
-    failed: list[str] = field(default_factory=list)
-    inconclusive: list[str] = field(default_factory=list)
-    own_failures: list[str] = field(default_factory=list)
-    compared: int = 0
-
-
-def load_specs() -> list[tuple[str, Callable[[Any], None]]]:
-    """``(nodeid, function)`` of every demo spec in ``SPEC_MODULES``."""
+def load_specs(only: tuple[str, ...] | None = None) -> list[tuple[str, Callable[[Any], None]]]:
+    """``(nodeid, function)`` of every demo spec in ``SPEC_MODULES`` (or of those in ``only``)."""
     specs = []
     for name in SPEC_MODULES:
         path = REPO_ROOT / "reuse_specs" / f"{name}.py"
@@ -102,7 +80,8 @@ def load_specs() -> list[tuple[str, Callable[[Any], None]]]:
         module = importlib.util.module_from_spec(loader)
         loader.loader.exec_module(module)
         for attr, fn in vars(module).items():
-            if attr.startswith("test_") and callable(fn) and attr not in EXCLUDED:
+            wanted = only is None or attr in only
+            if attr.startswith("test_") and callable(fn) and attr not in EXCLUDED and wanted:
                 specs.append((f"reuse_specs/{name}.py::{attr}", fn))
     return specs
 
@@ -117,8 +96,11 @@ def new_session(cache_dir: Path, alias: dict[str, str] | None = None) -> Any:
     return session
 
 
-def run_suite(session: Any, seed: int, specs: list[tuple[str, Callable[[Any], None]]]) -> dict[str, SpecRun]:
-    """Every spec once at ``seed`` (as ``--reuse-seed``), in ``session``."""
+def run_once(session: Any, seed: int, specs: list[tuple[str, Callable[[Any], None]]]) -> dict[str, Any]:
+    """Every spec once at ``seed`` (as ``--reuse-seed``): its scores as a baseline stores them, with
+    the test labels of accuracy scores and the per-seed values of means, and its own assert's end."""
+    from reusespec.gate.baseline import encode_array, stored_score
+
     session.config.seed = seed
     runs = {}
     for nodeid, fn in specs:
@@ -128,52 +110,58 @@ def run_suite(session: Any, seed: int, specs: list[tuple[str, Callable[[Any], No
             fn(session.reuse(records))
         except AssertionError as exc:
             error = f"AssertionError: {exc}".splitlines()[0]
-        scores = [{**r.as_dict(), "role": r.backbone} for r in records]
-        runs[nodeid] = SpecRun(scores, [r.examples for r in records], error)
+        scores = []
+        for record in records:
+            score = stored_score({**record.as_dict(), "role": record.backbone}, record.examples)
+            if record.examples is not None:
+                score["labels"] = encode_array(record.examples[0])
+            if record.extra.get("seed_values"):  # a mean the spec took over seeds
+                score["seed_values"] = list(record.extra["seed_values"])
+            scores.append(score)
+        runs[nodeid] = {"scores": scores, "error": error}
     return runs
 
 
-def stored(runs: dict[str, SpecRun]) -> dict[str, list[dict[str, Any]]]:
-    """A baseline as the gate stores it: scores with compact predictions of accuracy scores."""
-    from reusespec.gate.baseline import stored_score
+def recorded(paths: list[Path]) -> dict[str, dict[int, dict[str, Any]]]:
+    """``{kind: {seed: entry}}`` from the runs files; a line a killed writer cut short is skipped."""
+    runs: dict[str, dict[int, dict[str, Any]]] = {}
+    for path in paths:
+        for line in path.read_text().splitlines() if path.exists() else []:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            runs.setdefault(entry["kind"], {})[entry["seed"]] = entry
+    return runs
 
-    return {
-        nodeid: [stored_score(s, e) for s, e in zip(run.scores, run.examples, strict=True)]
-        for nodeid, run in runs.items()
-    }
+
+def runs_files() -> list[Path]:
+    return sorted(RESULTS_DIR.glob("gate_runs*.jsonl"))
 
 
-def decide(
-    baseline: dict[str, list[dict[str, Any]]], runs: dict[str, SpecRun], rule: str, verdicts: str
-) -> GateOutcome:
-    """The gate's decision for every spec of ``runs`` against ``baseline``, by the gate's engine
-    (:func:`reusespec.gate.decision.compare_with_baseline`) with default tolerances; ``rule``
-    ``asserted`` is the default gate, ``all`` the gate before it (every score gates, measured costs
-    whatever machine measured them)."""
-    from reusespec.gate.decision import compare_with_baseline
-    from reusespec.gate.rules import worst
-    from reusespec.gate.settings import SpecSettings
-    from reusespec.stats import Verdict
-
-    spec = SpecSettings("block", verdicts, 1, 1)
-    outcome = GateOutcome()
-    for nodeid, run in runs.items():
-        if run.error is not None:
-            outcome.own_failures.append(nodeid)
-        scores = [{**s, "examples": e} for s, e in zip(run.scores, run.examples, strict=True)]
-        judged = compare_with_baseline(
-            {"receipt": {}, "scores": baseline.get(nodeid, [])}, {}, scores, spec, 0.95
-        )
-        if rule == "all":  # the gate before: every comparison gates, measured costs on any machine
-            for comparison in judged.comparisons:
-                comparison.tracked = None
-            judged.verdict = worst(c.verdict for c in judged.comparisons)
-        outcome.compared += sum(1 for c in judged.comparisons if c.tracked is None)
-        if judged.verdict is Verdict.FAIL:
-            outcome.failed.append(nodeid)
-        elif judged.verdict is Verdict.INCONCLUSIVE:
-            outcome.inconclusive.append(nodeid)
-    return outcome
+def record(
+    cache: Path,
+    kind: str,
+    seeds: range,
+    ctx: Context,
+    runs_file: Path = RUNS_FILE,
+    only: tuple[str, ...] | None = None,
+    alias: dict[str, str] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> None:
+    """Run the specs at each seed not yet recorded as ``kind``, appending one line per run."""
+    done = set(recorded(runs_files()).get(kind, {}))
+    specs = load_specs(only)
+    session = new_session(cache, alias)
+    for seed in seeds:
+        if seed in done:
+            continue
+        entry = {"kind": kind, "seed": seed, "load": round(os.getloadavg()[0], 2), **(meta or {})}
+        entry["runs"] = run_once(session, seed, specs)
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        with runs_file.open("a") as f:  # one line per run: a killed job keeps what it finished
+            f.write(json.dumps(entry) + "\n")
+        ctx.log(f"{kind} seed {seed} done (load {entry['load']})")
 
 
 # -- damaged backbones ------------------------------------------------------------------------
@@ -195,7 +183,7 @@ def damaged_checkpoint(cache_dir: Path, scale: float, out_dir: Path) -> str:
     return f"file:{path}?arch={SUBJECT}"
 
 
-def probe_accuracy(cache_dir: Path, backbone: str, seeds: tuple[int, ...]) -> float:
+def probe_accuracy(cache_dir: Path, backbone: str, seeds: tuple[int, ...] = (0, 1)) -> float:
     session = new_session(cache_dir)
     values = []
     for seed in seeds:
@@ -205,419 +193,103 @@ def probe_accuracy(cache_dir: Path, backbone: str, seeds: tuple[int, ...]) -> fl
 
 
 def calibrate_damage(cache_dir: Path, out_dir: Path, ctx: Context) -> dict[float, tuple[float, str]]:
-    """Noise scale -> (mean loss in points, backbone string) for each target loss, by bisection."""
-    seeds = (0, 1)
-    healthy = probe_accuracy(cache_dir, SUBJECT, seeds)
+    """Target loss -> (measured loss in points, backbone string), the noise scale by bisection."""
+    healthy = probe_accuracy(cache_dir, SUBJECT)
+
+    def loss(scale: float) -> float:
+        return 100 * (healthy - probe_accuracy(cache_dir, damaged_checkpoint(cache_dir, scale, out_dir)))
+
     found: dict[float, tuple[float, str]] = {}
     low = 0.0
     for target in LOSS_TARGETS:
         lo, hi = low, max(low * 2, 0.5)
-        while (
-            100 * (healthy - probe_accuracy(cache_dir, damaged_checkpoint(cache_dir, hi, out_dir), seeds))
-            < target
-        ):
+        while loss(hi) < target:
             lo, hi = hi, hi * 2
         for _ in range(5):
             mid = (lo + hi) / 2
-            loss = 100 * (
-                healthy - probe_accuracy(cache_dir, damaged_checkpoint(cache_dir, mid, out_dir), seeds)
-            )
-            lo, hi = (mid, hi) if loss < target else (lo, mid)
+            lo, hi = (mid, hi) if loss(mid) < target else (lo, mid)
         scale = (lo + hi) / 2
-        backbone = damaged_checkpoint(cache_dir, scale, out_dir)
-        loss = 100 * (healthy - probe_accuracy(cache_dir, backbone, seeds))
-        found[target] = (loss, backbone)
-        ctx.log(f"damage for {target:g} points: noise scale {scale:.4f} loses {loss:.2f} points (seeds 0-2)")
+        found[target] = (loss(scale), damaged_checkpoint(cache_dir, scale, out_dir))
+        ctx.log(f"damage for {target:g} points: noise scale {scale:.4f} loses {found[target][0]:.2f} points")
         low = scale
     return found
+
+
+def record_damaged(cache: Path, seeds: range, ctx: Context) -> None:
+    with tempfile.TemporaryDirectory(prefix="damaged-") as folder:
+        for target, (loss, backbone) in calibrate_damage(cache, Path(folder), ctx).items():
+            meta = {"target_points": target, "calibrated_loss_points": loss}
+            kind = f"damaged-{target:g}"
+            record(cache, kind, seeds, ctx, only=DETECTION_SPECS, alias={SUBJECT: backbone}, meta=meta)
 
 
 # -- the benchmark --------------------------------------------------------------------------
 
 
-def wilson(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score 95% interval of a rate."""
-    if total == 0:
-        return 0.0, 1.0
-    p = successes / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return max(0.0, centre - half), min(1.0, centre + half)
+def run(ctx: Context, cache_dir: Path | None = None) -> dict[str, Any]:
+    """Record what is missing (a few runs with ``ctx.quick``), then replay; the results record."""
+    from bench.gate_replay import aggregate
 
-
-def _rates(outcomes: list[GateOutcome]) -> dict[str, Any]:
-    n = len(outcomes)
-    failed = sum(bool(o.failed) for o in outcomes)
-    inconclusive = sum(bool(o.inconclusive) and not o.failed for o in outcomes)
-    own = sum(bool(o.own_failures) for o in outcomes)
-    per_spec: dict[str, int] = {}
-    for o in outcomes:
-        for nodeid in o.failed:
-            per_spec[nodeid] = per_spec.get(nodeid, 0) + 1
-    return {
-        "replays": n,
-        "failed": failed,
-        "failure_rate": failed / n if n else 0.0,
-        "failure_ci": wilson(failed, n),
-        "inconclusive": inconclusive,
-        "inconclusive_rate": inconclusive / n if n else 0.0,
-        "own_assert_failures": own,
-        "compared_per_run": sum(o.compared for o in outcomes) / n if n else 0.0,
-        "failed_specs": per_spec,
-    }
-
-
-RUNS_FILE = RESULTS_DIR / "gate_runs.jsonl"
-
-
-def record_runs(cache: Path, kind: str, seeds: range, ctx: Context) -> None:
-    """Run the specs at each seed (``kind`` healthy: one session for all; rerun: another) and append
-    every run, stored as a baseline would be with the test labels added, to ``RUNS_FILE``."""
-    from reusespec.gate.baseline import encode_array
-
-    specs = load_specs()
-    session = new_session(cache)
-    for seed in seeds:
-        runs = run_suite(session, seed, specs)
-        entry: dict[str, Any] = {"kind": kind, "seed": seed, "load": round(os.getloadavg()[0], 2), "runs": {}}
-        for nodeid, run in runs.items():
-            scores = stored({nodeid: run})[nodeid]
-            for score, examples in zip(scores, run.examples, strict=True):
-                if examples is not None:
-                    score["labels"] = encode_array(examples[0])
-            entry["runs"][nodeid] = {"scores": scores, "error": run.error}
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        with RUNS_FILE.open("a") as f:  # one line per run: a killed job keeps what it finished
-            f.write(json.dumps(entry) + "\n")
-        ctx.log(f"{kind} seed {seed} done")
-
-
-def _replayed(entry: dict[str, Any]) -> tuple[dict[str, list[dict[str, Any]]], dict[str, SpecRun]]:
-    """A recorded run as (its baseline, the run the gate judges)."""
-    from reusespec.gate.baseline import decode_array
-
-    baseline: dict[str, list[dict[str, Any]]] = {}
-    runs: dict[str, SpecRun] = {}
-    for nodeid, run in entry["runs"].items():
-        baseline[nodeid] = run["scores"]
-        examples = [
-            (decode_array(s["labels"]), decode_array(s["predictions"])) if "labels" in s else None
-            for s in run["scores"]
-        ]
-        runs[nodeid] = SpecRun(run["scores"], examples, run["error"])
-    return baseline, runs
-
-
-def aggregate_runs(path: Path = RUNS_FILE) -> dict[str, Any]:
-    """Rates of the reseeded and same-seed replays from the recorded runs."""
-    healthy: dict[int, Any] = {}
-    reruns: dict[int, Any] = {}
-    loads = []
-    for line in path.read_text().splitlines():
-        entry = json.loads(line)
-        (healthy if entry["kind"] == "healthy" else reruns)[entry["seed"]] = _replayed(entry)
-        if entry["kind"] == "rerun":
-            loads.append(entry["load"])
-    rules = [("asserted", "off"), ("asserted", "interval"), ("all", "off")]
-    base0 = healthy[0][0]
-    reseeded = {
-        f"{rule}/{verdicts}": _rates(
-            [decide(base0, healthy[seed][1], rule, verdicts) for seed in sorted(healthy) if seed != 0]
-        )
-        for rule, verdicts in rules
-    }
-    same = {
-        f"{rule}/{verdicts}": _rates(
-            [
-                decide(healthy[seed][0], reruns[seed][1], rule, verdicts)
-                for seed in sorted(reruns)
-                if seed in healthy
-            ]
-        )
-        for rule, verdicts in rules
-    }
-    return {"reseeded": reseeded, "same_seed": same, "same_seed_loads": loads}
-
-
-def run_detection(ctx: Context, detect: int, cache: Path) -> dict[str, Any]:
-    """Damaged backbones against healthy baselines at the same seeds (the detection specs only)."""
-    specs = [(n, fn) for n, fn in load_specs() if n.split("::")[1] in DETECTION_SPECS]
-    session = new_session(cache)
-    baselines = {seed: stored(run_suite(session, seed, specs)) for seed in range(detect)}
-    ctx.log(f"healthy baselines for detection at seeds 0..{detect - 1}")
-    detection = {}
-    with tempfile.TemporaryDirectory(prefix="damaged-") as folder:
-        damage = calibrate_damage(cache, Path(folder), ctx)
-        for target, (calibrated, backbone) in damage.items():
-            outcomes, losses, score_detected = [], [], 0
-            damaged = new_session(cache, alias={SUBJECT: backbone})
-            for seed in range(detect):
-                runs = run_suite(damaged, seed, specs)
-                outcome = decide(baselines[seed], runs, "asserted", "off")
-                outcomes.append(outcome)
-                nodeid = "reuse_specs/test_demo_transfer.py::test_digits_cnn_transfers_to_unseen_digits"
-                old, new = baselines[seed][nodeid][0]["value"], runs[nodeid].scores[0]["value"]
-                losses.append(100 * (old - new))
-                score_detected += nodeid in outcome.failed
-            rates = _rates(outcomes)
-            rates["calibrated_loss_points"] = calibrated
-            rates["mean_loss_points"] = sum(losses) / len(losses)
-            rates["unseen_digits_detected"] = score_detected
-            detection[f"{target:g}"] = rates
-            ctx.log(f"detection at {target:g} points: {rates['failed']}/{rates['replays']}")
-    return {"detection": detection, "detection_specs": list(DETECTION_SPECS)}
-
-
-def run(
-    ctx: Context, replays: int = 100, same_seed: int = 20, detect: int = 20, cache_dir: Path | None = None
-) -> dict[str, Any]:
-    if ctx.quick:
-        replays, same_seed, detect = 5, 4, 4
     cache = cache_dir or ctx.fresh_cache("gate")
-    specs = load_specs()
-    started = time.perf_counter()
-    ctx.log(f"{len(specs)} specs; healthy runs at seeds 0..{replays}")
-    healthy = {}
-    session = new_session(cache)
-    for seed in range(replays + 1):
-        healthy[seed] = run_suite(session, seed, specs)
-        if seed % 10 == 0:
-            ctx.log(f"healthy seed {seed} ({time.perf_counter() - started:.0f}s)")
-    baselines = {seed: stored(runs) for seed, runs in healthy.items()}
-    results: dict[str, Any] = {"specs": [n for n, _ in specs], "excluded": EXCLUDED}
-    rules = [("asserted", "off"), ("asserted", "interval"), ("all", "off")]
-
-    partial = {"benchmark": "gate", "machine": machine_info()}
-    reseeded = {
-        f"{rule}/{verdicts}": _rates(
-            [decide(baselines[0], healthy[r], rule, verdicts) for r in range(1, replays + 1)]
+    healthy, reruns, detect = (
+        (range(0, 60), range(0, 3), range(0, 3))
+        if ctx.quick
+        else (
+            HEALTHY_SEEDS,
+            RERUN_SEEDS,
+            DETECT_SEEDS,
         )
-        for rule, verdicts in rules
-    }
-    results["reseeded"] = reseeded
-    write_result("gate", {**partial, **results, "partial": True}, RESULTS_DIR)
-
-    same: dict[str, list[GateOutcome]] = {f"{rule}/{verdicts}": [] for rule, verdicts in rules}
-    loads = []
-    rerun_session = new_session(cache)  # a rerun: the disk caches are warm, the process is new
-    for seed in range(same_seed):
-        rerun = run_suite(rerun_session, seed, specs)
-        loads.append(round(os.getloadavg()[0], 2))
-        for rule, verdicts in rules:
-            same[f"{rule}/{verdicts}"].append(decide(baselines[seed], rerun, rule, verdicts))
-    results["same_seed"] = {key: _rates(outcomes) for key, outcomes in same.items()}
-    results["same_seed_loads"] = loads
-    ctx.log(f"same-seed reruns done ({time.perf_counter() - started:.0f}s)")
-    write_result("gate", {**partial, **results, "partial": True}, RESULTS_DIR)
-
-    with tempfile.TemporaryDirectory(prefix="damaged-") as folder:
-        damage = calibrate_damage(cache, Path(folder), ctx)
-        detection = {}
-        for target, (calibrated, backbone) in damage.items():
-            outcomes, losses, score_detected = [], [], 0
-            damaged = new_session(cache, alias={SUBJECT: backbone})
-            for seed in range(detect):
-                runs = run_suite(damaged, seed, specs)
-                outcome = decide(baselines[seed], runs, "asserted", "off")
-                outcomes.append(outcome)
-                nodeid = "reuse_specs/test_demo_transfer.py::test_digits_cnn_transfers_to_unseen_digits"
-                old, new = baselines[seed][nodeid][0]["value"], runs[nodeid].scores[0]["value"]
-                losses.append(100 * (old - new))
-                score_detected += nodeid in outcome.failed
-            rates = _rates(outcomes)
-            rates["calibrated_loss_points"] = calibrated
-            rates["mean_loss_points"] = sum(losses) / len(losses)
-            rates["unseen_digits_detected"] = score_detected
-            detection[f"{target:g}"] = rates
-            ctx.log(f"detection at {target:g} points: {rates['failed']}/{rates['replays']}")
-        results["detection"] = detection
-    results["seconds"] = time.perf_counter() - started
-    return results
-
-
-def power_picture(results: dict[str, Any], path: Path = PICTURE) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    same = results["same_seed"]["asserted/off"]
-    points = [(0.0, same["failure_rate"], *same["failure_ci"], same["replays"])]
-    for rates in results["detection"].values():
-        points.append(
-            (rates["mean_loss_points"], rates["failure_rate"], *rates["failure_ci"], rates["replays"])
-        )
-    points.sort()
-    figure, axes = plt.subplots(figsize=(6, 4))
-    xs = [p[0] for p in points]
-    ys = [p[1] for p in points]
-    axes.errorbar(
-        xs,
-        ys,
-        yerr=[[p[1] - p[2] for p in points], [p[3] - p[1] for p in points]],
-        marker="o",
-        capsize=3,
-        label="gate fails the run (Wilson 95%)",
     )
-    axes.axhline(0.95, color="green", linestyle=":", label="detection target 95%")
-    axes.axvline(1.0, color="grey", linestyle="--", label="accuracy tolerance (1 point)")
-    axes.set_xlabel("probe accuracy lost on mnist5k:5-9 (points, mean over the replays)")
-    axes.set_ylabel("share of replays the gate fails")
-    axes.set_ylim(-0.03, 1.03)
-    axes.set_title("reusespec gate: power against damaged zoo:digits-cnn")
-    axes.legend(loc="lower right", fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
-
-
-def _pct(rate: float) -> str:
-    return f"{100 * rate:.1f}%"
-
-
-def _rate_cells(rates: dict[str, Any]) -> str:
-    low, high = rates["failure_ci"]
-    return f"{rates['failed']} ({_pct(rates['failure_rate'])}) | [{_pct(low)}, {_pct(high)}]"
-
-
-def render_section(results: dict[str, Any]) -> str:
-    machine = results.get("machine", {})
-    loads = results.get("same_seed_loads", [])
-    lines = [
-        f"Measured with `python -m bench.bench_gate` on {machine.get('cpu', '?')} "
-        f"({machine.get('cores', '?')} cores shared with other jobs; 1-minute load average "
-        f"{min(loads, default=0):.1f}-{max(loads, default=0):.1f} during the reruns), torch "
-        f"{machine.get('torch', '?')}; {len(results['specs'])} demo specs per run; "
-        "recorded runs replayed in-process.",
-        "",
-        "| replays | gate | runs | gate fails the run | 95% interval | inconclusive | own asserts failed |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    names = {
-        "asserted/off": "default (asserted scores)",
-        "asserted/interval": "asserted, `--reuse-verdicts interval`",
-        "all/off": "every score (before)",
-    }
-    for block, title in (("same_seed", "same seed"), ("reseeded", "reseeded (baseline at seed 0)")):
-        for key, rates in results[block].items():
-            inconclusive = f"{rates['inconclusive']} ({_pct(rates['inconclusive_rate'])})"
-            lines.append(
-                f"| {title} | {names[key]} | {rates['replays']} | {_rate_cells(rates)} | {inconclusive} "
-                f"| {rates['own_assert_failures']} |"
-            )
-    lines += [
-        "",
-        "| damage | accuracy lost (mean) | runs | gate fails the run | 95% interval | unseen-digits spec |",
-        "|---|---|---|---|---|---|",
-    ]
-    for target, rates in results.get("detection", {}).items():
-        lines.append(
-            f"| {target} points | {rates['mean_loss_points']:.2f} points | {rates['replays']} | "
-            f"{_rate_cells(rates)} | {rates['unseen_digits_detected']} |"
-        )
-    for block in ("same_seed", "reseeded"):
-        for key, rates in results[block].items():
-            failing = rates["failed_specs"]
-            if failing:
-                listed = ", ".join(f"`{k.split('::')[1]}` {v}x" for k, v in sorted(failing.items()))
-                lines += [
-                    "",
-                    f"Specs failed in {block.replace('_', '-')} replays by '{names[key]}': {listed}.",
-                ]
-    lines += ["", "![power curve](gating-power.png)"]
-    return "\n".join(lines) + "\n"
-
-
-def write_section(results: dict[str, Any], doc: Path = DOC) -> None:
-    text = doc.read_text()
-    generated = f"{START}\n\n{render_section(results)}\n{END}"
-    if START in text and END in text:
-        head, _, rest = text.partition(START)
-        _, _, tail = rest.partition(END)
-        text = head + generated + tail
-    else:
-        text = text.rstrip() + f"\n\n## Measured error rates\n\n{generated}\n"
-    doc.write_text(text)
+    record(cache, "healthy", healthy, ctx)
+    record(cache, "rerun", reruns, ctx)
+    if not all(f"damaged-{t:g}" in recorded(runs_files()) for t in LOSS_TARGETS):
+        record_damaged(cache, detect, ctx)
+    results = aggregate(recorded(runs_files()), quick=ctx.quick)
+    return {"specs": [n for n, _ in load_specs()], "excluded": EXCLUDED, **results}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_gate", description=__doc__.split("\n")[0])
-    parser.add_argument("--replays", type=int, default=100, help="reseeded replays (default 100)")
     parser.add_argument(
-        "--same-seed", type=int, default=20, help="same-seed reruns (default 20, half under load)"
+        "--record", choices=("healthy", "rerun", "damaged"), help="record runs at --seeds only"
     )
-    parser.add_argument("--detect", type=int, default=20, help="replays per damage level (default 20)")
-    parser.add_argument(
-        "--cache-dir", type=Path, default=None, help="a reusespec cache to reuse (default: fresh)"
-    )
-    parser.add_argument("--quick", action="store_true", help="a few replays (a smoke run)")
+    parser.add_argument("--seeds", type=int, nargs=2, metavar=("FIRST", "STOP"), default=None)
+    parser.add_argument("--runs-file", type=Path, default=RUNS_FILE, help="where --record appends")
+    parser.add_argument("--aggregate", action="store_true", help="only replay the recorded runs")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="a reusespec cache (default: fresh)")
+    parser.add_argument("--quick", action="store_true", help="a few runs (a smoke run)")
     parser.add_argument(
         "--no-docs", action="store_true", help="do not rewrite docs/gating.md and the picture"
-    )
-    parser.add_argument(
-        "--detection-only",
-        action="store_true",
-        help="only the damaged backbones (results/gate_detection.json)",
-    )
-    parser.add_argument("--render-only", action="store_true", help="rewrite the docs from results/gate*.json")
-    parser.add_argument(
-        "--record", choices=("healthy", "rerun"), help="record runs at --seeds into gate_runs.jsonl"
-    )
-    parser.add_argument("--seeds", type=int, nargs=2, metavar=("FIRST", "STOP"), default=(0, 101))
-    parser.add_argument(
-        "--aggregate", action="store_true", help="gate.json from gate_runs.jsonl (and the docs)"
     )
     args = parser.parse_args(argv)
     ctx = Context(quick=args.quick)
     if args.record:
-        record_runs(args.cache_dir or ctx.fresh_cache("gate"), args.record, range(*args.seeds), ctx)
+        cache = args.cache_dir or ctx.fresh_cache("gate")
+        default = {"healthy": HEALTHY_SEEDS, "rerun": RERUN_SEEDS, "damaged": DETECT_SEEDS}[args.record]
+        seeds = range(*args.seeds) if args.seeds else default
+        if args.record == "damaged":
+            record_damaged(cache, seeds, ctx)
+        else:
+            record(cache, args.record, seeds, ctx, args.runs_file)
         return 0
     if args.aggregate:
-        specs = sorted({n for line in RUNS_FILE.read_text().splitlines() for n in json.loads(line)["runs"]})
-        record = {"benchmark": "gate", "machine": machine_info(), "specs": specs, "excluded": EXCLUDED}
-        record.update(aggregate_runs())
-        detection = RESULTS_DIR / "gate_detection.json"
-        if detection.exists():
-            record.update(
-                {k: v for k, v in json.loads(detection.read_text()).items() if k.startswith("detection")}
-            )
-        write_result("gate", record, RESULTS_DIR)
-        if not args.no_docs:
-            power_picture(record)
-            write_section(record)
-        return 0
-    if args.detection_only:
-        cache = args.cache_dir or ctx.fresh_cache("gate")
-        record = {
-            "benchmark": "gate_detection",
-            "machine": machine_info(),
-            **run_detection(ctx, args.detect, cache),
+        from bench.gate_replay import aggregate
+
+        specs = sorted({n for e in recorded(runs_files()).get("healthy", {}).values() for n in e["runs"]})
+        results = {
+            "specs": specs,
+            "excluded": EXCLUDED,
+            **aggregate(recorded(runs_files()), quick=args.quick),
         }
-        ctx.log(f"wrote {write_result('gate_detection', record, RESULTS_DIR)}")
-        return 0
-    if args.render_only:
-        record = json.loads((RESULTS_DIR / "gate.json").read_text())
-        detection = RESULTS_DIR / "gate_detection.json"
-        if detection.exists():
-            record.update(
-                {k: v for k, v in json.loads(detection.read_text()).items() if k.startswith("detection")}
-            )
-        power_picture(record)
-        write_section(record)
-        ctx.log(f"wrote {PICTURE} and the results of {DOC}")
-        return 0
-    record = {
-        "benchmark": "gate",
-        "machine": machine_info(),
-        **run(ctx, args.replays, args.same_seed, args.detect, args.cache_dir),
-    }
-    path = write_result("gate", record, RESULTS_DIR)
+    else:
+        results = run(ctx, args.cache_dir)
+    path = write_result("gate", {"benchmark": "gate", "machine": machine_info(), **results}, RESULTS_DIR)
     ctx.log(f"wrote {path}")
     if not args.no_docs:
-        power_picture(record)
-        write_section(record)
-        ctx.log(f"wrote {PICTURE} and the results of {DOC}")
+        from bench.gate_report import write_docs
+
+        write_docs(json.loads(path.read_text()))
+        ctx.log("wrote docs/gating-power.png and the results in docs/gating.md")
     return 0
 
 

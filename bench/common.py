@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from reusespec.machine import cpu_model
+
 T = TypeVar("T")
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -84,16 +86,6 @@ def set_threads(threads: int | None) -> int:
     in_force = torch.get_num_threads()
     _thread_limiter = threadpool_limits(limits=in_force)
     return in_force
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine_info() -> dict[str, Any]:

@@ -17,7 +17,9 @@ def test_pretrained_beats_its_random_init_twin(reuse):
 
 
 def test_few_shot_transfer(reuse):
-    result = reuse.probe("zoo:digits-cnn", "mnist5k:5-9?shots=20")
+    # Which 20 images per class the seed draws moves a 20-shot score by several points (one draw
+    # in 36 scored 0.70), so the spec judges the mean of five draws.
+    result = reuse.probe("zoo:digits-cnn", "mnist5k:5-9?shots=20", seeds=5)
     assert result.accuracy >= 0.80
 
 

@@ -12,8 +12,8 @@ Public API:
   also writes a sidecar ``NAME.checksum`` that :func:`read_verified` checks.
 - :func:`read_verified`: the bytes of a file written with ``checksum=True``, or
   :class:`DamagedFileError` when the file or its sidecar is missing, truncated or altered.
-- :func:`json_safe`: a copy of a JSON document with NaN and infinities replaced by ``null``
-  (:func:`write_json` applies it; strict JSON has no NaN).
+- :func:`write_json` writes strict JSON: NaN and infinities as ``null``, named in a ``non_finite``
+  entry (:func:`reusespec.strict_json.strict`).
 - :func:`remove_stale_temps`: remove the temporary files of dead writers in a directory.
 - :class:`AtomicWriteError`: a write that failed (``errno`` kept; ENOSPC says the disk is full).
 """
@@ -23,7 +23,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import math
 import os
 import re
 import secrets
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from reusespec.errors import ReuseSpecError
+from reusespec.strict_json import strict
 
 CHECKSUM_SUFFIX = ".checksum"
 _FULL_DISK = {errno.ENOSPC, errno.EDQUOT}
@@ -45,17 +45,6 @@ class AtomicWriteError(ReuseSpecError, OSError):
 
 class DamagedFileError(ReuseSpecError):
     """A file written with a checksum does not match it (truncated, altered, or never finished)."""
-
-
-def json_safe(document: Any) -> Any:
-    """``document`` with every NaN or infinite float replaced by None (tuples become lists)."""
-    if isinstance(document, float):
-        return document if math.isfinite(document) else None
-    if isinstance(document, dict):
-        return {key: json_safe(value) for key, value in document.items()}
-    if isinstance(document, (list, tuple)):
-        return [json_safe(value) for value in document]
-    return document
 
 
 def write_bytes(path: str | Path, data: bytes, *, checksum: bool = False) -> None:
@@ -75,7 +64,7 @@ def write_text(path: str | Path, text: str, *, checksum: bool = False) -> None:
 
 def write_json(path: str | Path, document: Any, *, indent: int | None = 1, checksum: bool = False) -> None:
     """Write ``document`` as strict JSON (non-finite floats as null) to ``path`` atomically."""
-    text = json.dumps(json_safe(document), indent=indent, allow_nan=False, default=str)
+    text = json.dumps(strict(document), indent=indent, allow_nan=False, default=str)
     write_text(path, text + "\n", checksum=checksum)
 
 

@@ -35,9 +35,10 @@ from typing import Any, BinaryIO
 import numpy as np
 from filelock import FileLock
 
-from reusespec.atomic import json_safe, write_json
+from reusespec.atomic import write_json
 from reusespec.errors import ReuseSpecError
 from reusespec.hashing import digest, file_digest
+from reusespec.strict_json import strict
 
 ENTRY_FORMAT = 1
 _FULL_DISK = {errno.ENOSPC, errno.EDQUOT}
@@ -201,7 +202,7 @@ class FeatureCache:
                 **meta,
             }
             write_json(staging / "meta.json", record)
-            record = json_safe(record)
+            record = strict(record)  # as written: NaN as null, flagged
             final = self.entry_dir(key, root)
             final.parent.mkdir(parents=True, exist_ok=True)
             if final.exists():  # a bad entry left by an earlier run; we hold the key's lock

@@ -10,27 +10,27 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["METRIC_RANGES", "clip_interval", "metric_range"]
+__all__ = ["METRIC_RANGES", "PROPORTIONS", "clip_interval", "metric_range"]
 
 _UNIT = (0.0, 1.0)
 _NON_NEGATIVE = (0.0, math.inf)
 _CORRELATION = (-1.0, 1.0)
 
+# Scores that are shares of test examples (or means of such shares): in [0, 1].
+PROPORTIONS = (
+    "accuracy",
+    "macro_f1",
+    "top5_accuracy",
+    "clean_accuracy",
+    "shifted_accuracy",
+    "mean_corrupted_accuracy",
+    "mean_accuracy",
+    "min_accuracy",
+    "val_accuracy",
+)
+
 METRIC_RANGES: dict[str, tuple[float, float]] = {
-    **dict.fromkeys(
-        (
-            "accuracy",
-            "macro_f1",
-            "top5_accuracy",
-            "clean_accuracy",
-            "shifted_accuracy",
-            "mean_corrupted_accuracy",
-            "mean_accuracy",
-            "min_accuracy",
-            "val_accuracy",
-        ),
-        _UNIT,
-    ),
+    **dict.fromkeys(PROPORTIONS, _UNIT),
     # clean - shifted accuracy, and that drop over the clean accuracy (at most all of it).
     "absolute_drop": _CORRELATION,
     "relative_drop": (-math.inf, 1.0),

@@ -54,7 +54,12 @@ def test_json_is_strict_and_non_finite_numbers_become_null(tmp_path: Path) -> No
     atomic.write_json(target, {"a": math.nan, "b": [1.0, math.inf, (-math.inf, 2)], "c": "x"})
     text = target.read_text()
     assert "NaN" not in text and "Infinity" not in text
-    assert json.loads(text) == {"a": None, "b": [1.0, None, [None, 2]], "c": "x"}
+    assert json.loads(text) == {
+        "a": None,
+        "b": [1.0, None, [None, 2]],
+        "c": "x",
+        "non_finite": {"a": "nan", "b[1]": "inf", "b[2][0]": "-inf"},  # what each null was
+    }
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temp(

@@ -118,6 +118,8 @@ def test_few_shot_samples_depend_on_the_seed() -> None:
         ("mnist5k?shots=400", TaskError, ["fewer than shots=400", "lower the shot count"]),
         ("mnist5k?val=0", TaskError, ["val=0", "between 0 and 1"]),
         ("mnist5k?val=0.9", TaskError, ["val=0.9", "0.8", "test split"]),
+        ("mnist5k?text=caption", UnknownTaskError, ["['text']", "text tasks", "'mnist5k' does not take"]),
+        ("sklearn-digits?label=y&per_class=9", UnknownTaskError, ["['label', 'per_class']", "csv:"]),
     ],
 )
 def test_bad_task_strings_say_what_is_wrong_and_how_to_write_them(

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from reusespec.errors import BaselineError
+from reusespec.gate.spread import spread_of
 from reusespec.gate.tolerances import (
     DEFAULT_TOLERANCES,
     LOWER_IS_BETTER,
@@ -465,6 +466,14 @@ def _check_shape(data: Mapping[str, Any], path: Path) -> None:
             for text_field in ("backbone", "role", "task", "op", "predictions", "labels_digest"):
                 if score.get(text_field) is not None and not isinstance(score[text_field], str):
                     raise refuse(f"{text_field!r} of score {index} of spec {nodeid!r}", "a string")
+            spread = score.get("spread")
+            if spread is not None and not (
+                isinstance(spread, dict)
+                and isinstance(spread.get("sd"), int | float)
+                and spread["sd"] >= 0
+                and type(spread.get("seeds")) is int
+            ):
+                raise refuse(f"the spread of score {index} of spec {nodeid!r}", "{'sd': >= 0, 'seeds': int}")
 
 
 def stored_score(score: Mapping[str, Any], examples: tuple[Any, Any] | None) -> dict[str, Any]:
@@ -475,6 +484,10 @@ def stored_score(score: Mapping[str, Any], examples: tuple[Any, Any] | None) -> 
     machine = (score.get("extra") or {}).get("machine")
     if machine:  # a measured cost is compared only with one measured on the same kind of machine
         stored["machine"] = machine
+    # the seed spread widens a tolerance that is inside it (reusespec.gate.spread)
+    spread = score.get("spread") or spread_of(score)
+    if spread is not None:
+        stored["spread"] = spread if isinstance(spread, dict) else spread.as_dict()
     if examples is not None:
         stored["predictions"] = encode_array(examples[1])
         stored["labels_digest"] = labels_digest(examples[0])

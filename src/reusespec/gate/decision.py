@@ -17,6 +17,7 @@ from reusespec.gate.baseline import Comparison, check_spec_compatible, compare_s
 from reusespec.gate.rules import SeedRun, is_threshold_failure, threshold_verdict, worst
 from reusespec.gate.sequential import plan_seeds, run_sequential
 from reusespec.gate.settings import SpecSettings
+from reusespec.gate.spread import spread_of, widen
 from reusespec.gate.tracking import noise_of, tracked_reason
 from reusespec.results import ScoreRecord
 from reusespec.stats import Verdict
@@ -119,10 +120,11 @@ def compare_with_baseline(
         return BaselineJudgement(Verdict.FAIL, "refused", lines=[line])
     comparisons = []
     for old, new in pairs_to_gate(base.get("scores", []), scores):
+        tolerance = widen(spec.tolerance(str(new["metric"])), float(old["value"]), spread_of(old))
         comparison = compare_score(
             old,
             new,
-            spec.tolerance(str(new["metric"])),
+            tolerance,
             current_examples=new.get("examples"),
             interval_verdicts=spec.verdicts == "interval",
             confidence=confidence,

@@ -40,6 +40,7 @@ class GateSettings:
     inconclusive: str = "block"
     baseline: Path | None = None
     save_baseline: Path | None = None
+    baseline_spread: int = 0  # extra seeds a saved baseline measures each score's spread over
     markdown: Path | None = None
     html: Path | None = None
     backbone: str | None = None
@@ -60,6 +61,8 @@ class GateSettings:
             problems.append(
                 f"--reuse-max-seeds ({self.max_seeds}) must be at least --reuse-seeds ({self.seeds})"
             )
+        if self.baseline_spread < 0:
+            problems.append(f"--reuse-baseline-spread must be at least 0, got {self.baseline_spread}")
         if self.gate_scores not in GATED_SCORES:
             problems.append(f"--reuse-gate-scores must be one of {GATED_SCORES}, got {self.gate_scores!r}")
         if not 0.0 < self.confidence < 1.0:

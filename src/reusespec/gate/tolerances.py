@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reusespec.errors import BaselineError
+from reusespec.metric_ranges import PROPORTIONS
 
 __all__ = [
     "DEFAULT_TOLERANCES",
@@ -24,11 +25,14 @@ class Tolerance:
 
     abs: float | None = None
     rel: float | None = None
+    basis: str | None = None  # where a derived tolerance came from (the seed spread)
 
     def allowed(self, baseline: float) -> float:
         return max(self.abs or 0.0, (self.rel or 0.0) * abs(baseline))
 
     def describe(self) -> str:
+        if self.basis is not None:
+            return self.basis
         parts = []
         if self.abs is not None:
             parts.append(f"abs {self.abs:g}")
@@ -37,22 +41,11 @@ class Tolerance:
         return " or ".join(parts) if parts else "none"
 
 
-_ACCURACY_LIKE = (
-    "accuracy",
-    "macro_f1",
-    "top5_accuracy",
-    "clean_accuracy",
-    "shifted_accuracy",
-    "mean_corrupted_accuracy",
-    "mean_accuracy",
-    "min_accuracy",
-)
-
 # Defaults per metric. Accuracy-like scores: one point. Drops: two points. Model size and
 # compute are deterministic, so only a 1% growth is tolerated; latency and memory are noisy
 # measurements. Transferability scores have arbitrary scales, so a relative tolerance.
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
-    **{name: Tolerance(abs=0.01) for name in _ACCURACY_LIKE},
+    **{name: Tolerance(abs=0.01) for name in PROPORTIONS},
     "absolute_drop": Tolerance(abs=0.02),
     "relative_drop": Tolerance(abs=0.02),
     "mean_relative_drop": Tolerance(abs=0.02),

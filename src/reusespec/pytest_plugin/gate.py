@@ -53,9 +53,10 @@ from reusespec.pytest_plugin.gate_summary import run_problems, summary_lines
 from reusespec.pytest_plugin.options import gate_settings, setting
 from reusespec.pytest_plugin.receipts import compatibility_receipt, git_state, run_receipt, spec_receipt
 from reusespec.pytest_plugin.specs import RECORDS_KEY
+from reusespec.pytest_plugin.spread import baseline_spreads
 from reusespec.pytest_plugin.state import ReusePlugin
 from reusespec.pytest_plugin.suite import add_suite_items
-from reusespec.pytest_plugin.writes import write_or_explain
+from reusespec.pytest_plugin.writes import save_baseline, write_or_explain
 from reusespec.results import ScoreRecord
 from reusespec.stats import Verdict
 
@@ -258,10 +259,11 @@ class GatePlugin:
         result["threshold_verdict"] = outcome.value
         own_failure = judgement.own_failure_only
         result["receipt"] = spec_receipt(session)
+        spreads = baseline_spreads(item, records, session, judgement, self.settings, self.reuse.progress)
         roles = self._name_swapped(records, session)
         scores = [
-            {**r.as_dict(), "role": role, "examples": r.examples}
-            for r, role in zip(records, roles, strict=True)
+            {**r.as_dict(), "role": role, "examples": r.examples, "spread": spread}
+            for r, role, spread in zip(records, roles, spreads, strict=True)
         ]
         if self.baseline is not None and not judgement.crashed:
             against = compare_with_baseline(
@@ -411,16 +413,15 @@ class GatePlugin:
                 "the file there is left as it was"
             )
         elif self.settings.save_baseline is not None:
-            baseline = Baseline(receipt=self.run_receipt())
-            for nodeid, result in self.results.items():
-                baseline.specs[nodeid] = {
-                    "outcome": result["status"],
-                    "receipt": result.get("receipt", {}),
-                    "scores": result.get("scores", []),
-                }
-            target = self.settings.save_baseline
-            done = f"reusespec baseline ({len(baseline.specs)} specs) written to {target}"
-            self.written.append(write_or_explain(lambda: baseline.save(target), done, "baseline", session))
+            self.written.append(
+                save_baseline(
+                    self.results,
+                    self.run_receipt(),
+                    self.settings.save_baseline,
+                    self.settings.baseline_spread,
+                    session,
+                )
+            )
         if self.settings.markdown is not None or self.settings.html is not None:
             from reusespec.reporting.render import render_html, render_markdown, write_text_atomic
 

@@ -166,6 +166,14 @@ OPTIONS: tuple[_Option, ...] = (
         ini="paths",
     ),
     _Option(
+        "baseline-spread",
+        "with --reuse-save-baseline, replay every spec with N more seeds and store each score's "
+        "spread, so that a later comparison allows what that noise needs (default 0: none)",
+        parse=_integer(0),
+        metavar="N",
+        ini_default="0",
+    ),
+    _Option(
         "baseline",
         "compare every score with the baseline at PATH; fail specs that regressed",
         metavar="PATH",
@@ -340,6 +348,7 @@ def gate_settings(config: pytest.Config) -> GateSettings:
             inconclusive=str(setting(config, "reuse_inconclusive") or "block"),
             baseline=path_setting(config, "reuse_baseline"),
             save_baseline=path_setting(config, "reuse_save_baseline"),
+            baseline_spread=int(setting(config, "reuse_baseline_spread") or 0),
             markdown=path_setting(config, "reuse_markdown"),
             html=path_setting(config, "reuse_html"),
             backbone=config.getoption("reuse_backbone"),

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from reusespec.atomic import AtomicWriteError
+from reusespec.gate.baseline import Baseline
 
 
 def write_or_explain(
@@ -24,3 +27,27 @@ def write_or_explain(
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         return f"reusespec {what} NOT written: {exc}"
     return done
+
+
+def save_baseline(
+    results: Mapping[str, Mapping[str, Any]],
+    receipt: dict[str, Any],
+    target: Path,
+    spread_seeds: int,
+    session: pytest.Session | None,
+) -> str:
+    """Write the run's specs as a baseline at ``target``; the line that says what was written."""
+    baseline = Baseline(receipt=receipt)
+    for nodeid, result in results.items():
+        baseline.specs[nodeid] = {
+            "outcome": result["status"],
+            "receipt": result.get("receipt", {}),
+            "scores": result.get("scores", []),
+        }
+    done = f"reusespec baseline ({len(baseline.specs)} specs) written to {target}" + (
+        f", with each score's seed spread over {spread_seeds} more seeds"
+        if spread_seeds
+        else "; no seed spread measured (with --reuse-baseline-spread N a later comparison allows "
+        "each score's seed noise, so a retrained checkpoint of equal quality passes)"
+    )
+    return write_or_explain(lambda: baseline.save(target), done, "baseline", session)

@@ -35,6 +35,7 @@ from reusespec.tasks.bundled import BUNDLED, load_bundled_task
 from reusespec.tasks.splits import check_splits, k_shot
 
 QUERY_KEYS = {"shots", "val", "size", "per_class", "text", "label"}
+TEXT_KEYS = {"per_class", "text", "label"}  # options only text tasks take
 FOLDER_KEYS = {"shots", "size"}
 MAX_IMAGE_SIDE = 4096
 _CLASS_LIST = re.compile(r"[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*", re.ASCII)
@@ -69,6 +70,12 @@ def parse_task_spec(spec: str) -> TaskRequest:
         if base.startswith(kind + ":"):
             return TaskRequest(spec, kind, base[len(kind) + 1 :], options)
     name, _, selector = base.partition(":")
+    text_only = set(options) & TEXT_KEYS
+    if text_only and name not in _TEXT_TASKS and registered_task(name) is None:
+        raise UnknownTaskError(
+            f"task {spec!r}: {sorted(text_only)} are options of text tasks (csv:, jsonl:, "
+            f"{', '.join(_TEXT_TASKS[:4])}); {name!r} does not take them"
+        )
     if "size" in options:
         raise UnknownTaskError(
             f"task {spec!r}: only folder: tasks take size= (the side images are resized to); "

@@ -1,0 +1,197 @@
+"""Replaying the recorded runs of ``bench_gate`` through the gate: its error rates, per gate rule.
+
+Every decision is :func:`reusespec.gate.decision.compare_with_baseline` at default settings on a
+baseline made of recorded runs, as ``--reuse-save-baseline`` would store it. The rules:
+
+* ``spread``: asserted scores gated, the baseline saved with ``--reuse-baseline-spread 10`` (each
+  score's spread over its run and the runs at the next 10 seeds, stepping as the plugin does);
+* ``default``: asserted scores gated, the baseline saved without it (a score the spec averaged
+  over seeds still carries the spread of its own seeds);
+* ``spread-interval``: as ``spread``, with ``--reuse-verdicts interval``;
+* ``all``: every score gated, measured costs whatever machine measured them (the gate before
+  this version), baseline without spread.
+
+A replay *fails the run* when the gate fails or blocks (inconclusive) a spec, or a spec's own
+assert fails: pytest's exit code would then be 1.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+from typing import Any
+
+RULES = {
+    "spread": ("asserted", "off", True),
+    "default": ("asserted", "off", False),
+    "spread-interval": ("asserted", "interval", True),
+    "all": ("all", "off", False),
+}
+SPREAD_SEEDS = 10
+BASELINE_SEEDS = (0, 51)
+CANDIDATE_SEEDS = range(106, 206)  # few-shot windows end at 209; none meets a baseline's
+UNSEEN = "reuse_specs/test_demo_transfer.py::test_digits_cnn_transfers_to_unseen_digits"
+
+Runs = dict[int, dict[str, Any]]
+
+
+def _stride(scores: list[dict[str, Any]]) -> int:
+    """Seeds one run of the spec uses: 1, or k for a spec that averages k seeds itself."""
+    return max((len(s.get("seed_values") or [0]) for s in scores), default=1)
+
+
+def _as_record(score: dict[str, Any]) -> SimpleNamespace:
+    keys = ("backbone", "task", "strategy", "metric", "value")
+    return SimpleNamespace(**{k: score[k] for k in keys}, extra={})
+
+
+def baseline_at(healthy: Runs, seed: int, spread: bool, spread_seeds: int) -> dict[str, list[dict[str, Any]]]:
+    """The baseline a save at ``seed`` writes: every spec's scores, with their seed spread if asked."""
+    from reusespec.gate.spread import spreads_over_runs
+
+    baseline = {}
+    for nodeid, run in healthy[seed]["runs"].items():
+        scores = run["scores"]
+        if spread:
+            stride = _stride(scores)
+            later = [healthy[seed + stride * i]["runs"][nodeid]["scores"] for i in range(1, spread_seeds + 1)]
+            spreads = spreads_over_runs(
+                [_as_record(s) for s in scores], [[_as_record(s) for s in r] for r in later]
+            )
+            scores = [
+                {**s, "spread": measured.as_dict()} if measured is not None else s
+                for s, measured in zip(scores, spreads, strict=True)
+            ]
+        baseline[nodeid] = scores
+    return baseline
+
+
+def decide(baseline: dict[str, list[dict[str, Any]]], entry: dict[str, Any], rule: str) -> dict[str, Any]:
+    """The gate's decision on every spec of a recorded run: what failed, what was inconclusive."""
+    from reusespec.gate.baseline import decode_array
+    from reusespec.gate.decision import compare_with_baseline
+    from reusespec.gate.rules import worst
+    from reusespec.gate.settings import SpecSettings
+    from reusespec.stats import Verdict
+
+    gate_scores, verdicts, _ = RULES[rule]
+    spec = SpecSettings("block", verdicts, 1, 1, gate_all=gate_scores == "all")
+    outcome: dict[str, Any] = {"failed": [], "inconclusive": [], "own": [], "compared": 0}
+    for nodeid, run in entry["runs"].items():
+        if run["error"] is not None:
+            outcome["own"].append(nodeid)
+        scores = [
+            {
+                **s,
+                "examples": (decode_array(s["labels"]), decode_array(s["predictions"]))
+                if "labels" in s
+                else None,
+            }
+            for s in run["scores"]
+        ]
+        judged = compare_with_baseline(
+            {"receipt": {}, "scores": baseline.get(nodeid, [])}, {}, scores, spec, 0.95
+        )
+        if gate_scores == "all":  # the gate before: measured costs compared whatever the machine
+            for comparison in judged.comparisons:
+                comparison.tracked = None
+            judged.verdict = worst(c.verdict for c in judged.comparisons)
+        outcome["compared"] += sum(1 for c in judged.comparisons if c.tracked is None)
+        if judged.verdict is Verdict.FAIL:
+            outcome["failed"].append(nodeid)
+        elif judged.verdict is Verdict.INCONCLUSIVE:
+            outcome["inconclusive"].append(nodeid)
+    return outcome
+
+
+def wilson(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score 95% interval of a rate."""
+    if total == 0:
+        return 0.0, 1.0
+    p = successes / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def rates(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+    n = len(outcomes)
+    run_fails = sum(bool(o["failed"] or o["inconclusive"] or o["own"]) for o in outcomes)
+    per_spec: dict[str, int] = {}
+    for o in outcomes:
+        for nodeid in {*o["failed"], *o["inconclusive"], *o["own"]}:
+            per_spec[nodeid] = per_spec.get(nodeid, 0) + 1
+    return {
+        "replays": n,
+        "failed": run_fails,
+        "failure_rate": run_fails / n if n else 0.0,
+        "failure_ci": wilson(run_fails, n),
+        "gate_failed": sum(bool(o["failed"]) for o in outcomes),
+        "inconclusive": sum(bool(o["inconclusive"]) and not o["failed"] for o in outcomes),
+        "own_assert_failures": sum(bool(o["own"]) for o in outcomes),
+        "compared_per_run": sum(o["compared"] for o in outcomes) / n if n else 0.0,
+        "failed_specs": per_spec,
+    }
+
+
+def aggregate(runs: dict[str, Runs], quick: bool = False) -> dict[str, Any]:
+    """Rates of the same-seed, reseeded and damaged replays under every rule."""
+    spread_seeds, baselines, candidates = (
+        (2, (0,), range(11, 14))
+        if quick
+        else (
+            SPREAD_SEEDS,
+            BASELINE_SEEDS,
+            CANDIDATE_SEEDS,
+        )
+    )
+    healthy = runs["healthy"]
+    cached: dict[tuple[int, bool], dict[str, list[dict[str, Any]]]] = {}
+
+    def base(seed: int, spread: bool) -> dict[str, list[dict[str, Any]]]:
+        if (seed, spread) not in cached:
+            cached[seed, spread] = baseline_at(healthy, seed, spread, spread_seeds)
+        return cached[seed, spread]
+
+    reruns = runs.get("rerun", {})
+    results: dict[str, Any] = {
+        "spread_seeds": spread_seeds,
+        "baseline_seeds": list(baselines),
+        "candidate_seeds": [candidates.start, candidates.stop - 1],
+        "same_seed_loads": [reruns[s]["load"] for s in sorted(reruns)],
+        "same_seed": {},
+        "reseeded": {},
+        "detection": {},
+    }
+    for rule, (_, _, spread) in RULES.items():
+        results["same_seed"][rule] = rates(
+            [decide(base(s, spread), reruns[s], rule) for s in sorted(reruns) if s in healthy]
+        )
+        results["reseeded"][rule] = rates(
+            [
+                decide(base(baselines[i % len(baselines)], spread), healthy[r], rule)
+                for i, r in enumerate(candidates)
+            ]
+        )
+    for kind in sorted(k for k in runs if k.startswith("damaged-")):
+        damaged = runs[kind]
+        first = next(iter(damaged.values()))
+        level: dict[str, Any] = {
+            "target_points": first["target_points"],
+            "calibrated_loss_points": first["calibrated_loss_points"],
+        }
+        losses = [
+            100
+            * (
+                healthy[s]["runs"][UNSEEN]["scores"][0]["value"]
+                - damaged[s]["runs"][UNSEEN]["scores"][0]["value"]
+            )
+            for s in sorted(damaged)
+        ]
+        level["mean_loss_points"] = sum(losses) / len(losses)
+        for rule in ("spread", "default"):
+            outcomes = [decide(base(s, RULES[rule][2]), damaged[s], rule) for s in sorted(damaged)]
+            level[rule] = rates(outcomes)
+            level[rule]["unseen_digits_detected"] = sum(UNSEEN in o["failed"] for o in outcomes)
+        results["detection"][f"{first['target_points']:g}"] = level
+    return results
