@@ -12,7 +12,8 @@ a baseline saved with ``--reuse-baseline-spread 10`` holds (``bench/gate_replay.
 Recorded runs:
 
 * **healthy** at seeds ``0..209``: the baselines at seeds 0 and 51, each with the runs at the
-  next 10 seeds (stepping by 5 for the few-shot spec, which averages 5 seeds itself) as its
+  next 10 seeds (stepping by 5 and 3 for the few-shot and domain-shift specs, which average 5 and
+  3 seeds themselves) as its
   spread, and the candidates at seeds 106..205 (what a retrained checkpoint of equal quality
   looks like; no candidate shares a seed with a baseline or its spread);
 * **rerun**: seeds ``0..`` again in another session, for the same-seed replays (the gate
@@ -256,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs=2, metavar=("FIRST", "STOP"), default=None)
     parser.add_argument("--runs-file", type=Path, default=RUNS_FILE, help="where --record appends")
     parser.add_argument("--aggregate", action="store_true", help="only replay the recorded runs")
+    parser.add_argument(
+        "--render-only", action="store_true", help="only rewrite the docs from results/gate.json"
+    )
     parser.add_argument("--cache-dir", type=Path, default=None, help="a reusespec cache (default: fresh)")
     parser.add_argument("--quick", action="store_true", help="a few runs (a smoke run)")
     parser.add_argument(
@@ -271,6 +275,11 @@ def main(argv: list[str] | None = None) -> int:
             record_damaged(cache, seeds, ctx)
         else:
             record(cache, args.record, seeds, ctx, args.runs_file)
+        return 0
+    if args.render_only:
+        from bench.gate_report import write_docs
+
+        write_docs(json.loads((RESULTS_DIR / "gate.json").read_text()))
         return 0
     if args.aggregate:
         from bench.gate_replay import aggregate

@@ -104,6 +104,49 @@ def decide(baseline: dict[str, list[dict[str, Any]]], entry: dict[str, Any], rul
     return outcome
 
 
+def all_pairs(healthy: Runs, spread_seeds: int, baselines: range, candidates: range) -> dict[str, Any]:
+    """The point rule over every (baseline, candidate) pair of seeds: a finer estimate of the
+    false-failure rate than the replays, for ``spread`` and ``default``. The same decision as
+    :func:`reusespec.gate.baseline.compare_score` without interval verdicts (its paired test is shown
+    but does not decide), from the same functions."""
+    from reusespec.gate.decision import pairs_to_gate
+    from reusespec.gate.spread import spread_of, widen
+    from reusespec.gate.tolerances import default_tolerance, higher_is_better
+    from reusespec.gate.tracking import tracked_reason
+    from reusespec.stats import regression_check
+
+    result = {}
+    for rule in ("spread", "default"):
+        failed = 0
+        for b in baselines:
+            base = baseline_at(healthy, b, rule == "spread", spread_seeds)
+            for c in candidates:
+                for nodeid, run in healthy[c]["runs"].items():
+                    if run["error"] is not None:
+                        failed += 1
+                        break
+                    regressed = False
+                    for old, new in pairs_to_gate(base[nodeid], run["scores"]):
+                        if tracked_reason(old, new, gate_all=False, gate_metrics=frozenset()) is not None:
+                            continue
+                        metric = str(new["metric"])
+                        tolerance = widen(default_tolerance(metric), float(old["value"]), spread_of(old))
+                        better_high = higher_is_better(metric, new.get("op") or old.get("op"))
+                        regressed |= regression_check(
+                            float(old["value"]),
+                            float(new["value"]),
+                            abs_tol=tolerance.abs,
+                            rel_tol=tolerance.rel,
+                            higher_is_better=better_high,
+                        ).regressed
+                    if regressed:
+                        failed += 1
+                        break
+        pairs = len(baselines) * len(candidates)
+        result[rule] = {"pairs": pairs, "failed": failed, "failure_rate": failed / pairs}
+    return result
+
+
 def wilson(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson score 95% interval of a rate."""
     if total == 0:
@@ -173,6 +216,9 @@ def aggregate(runs: dict[str, Runs], quick: bool = False) -> dict[str, Any]:
                 for i, r in enumerate(candidates)
             ]
         )
+    if not quick:  # baselines whose spread runs (stepping by up to 5 seeds) end before the candidates
+        results["all_pairs"] = all_pairs(healthy, spread_seeds, range(0, 51), candidates)
+        results["all_pairs_seeds"] = [0, 50]
     for kind in sorted(k for k in runs if k.startswith("damaged-")):
         damaged = runs[kind]
         first = next(iter(damaged.values()))

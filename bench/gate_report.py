@@ -51,16 +51,29 @@ def render_section(results: dict[str, Any]) -> str:
     for block, title in (("reseeded", "reseeded"), ("same_seed", "same seed")):
         for rule, rates in results[block].items():
             lines.append(f"| {title} | {NAMES[rule]} | {_cells(rates)} |")
+    pairs = results.get("all_pairs")
+    if pairs:
+        low, high = results["all_pairs_seeds"]
+        rates = ", ".join(
+            f"{NAMES[rule]}: {v['failed']:,} ({_pct(v['failure_rate'])})" for rule, v in pairs.items()
+        )
+        lines += [
+            "",
+            f"Every pair of a baseline at seeds {low}-{high} and a candidate above (the rule without "
+            f"interval verdicts), {pairs['spread']['pairs']:,} pairs; runs failed: {rates}.",
+        ]
     lines += [
         "",
         "| damage | accuracy lost (mean) | gate | runs | run fails | 95% interval | gate FAIL | inconclusive "
-        "| own asserts failed |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| own asserts failed | unseen-digits spec failed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for target, level in results.get("detection", {}).items():
         for rule in ("spread", "default"):
             lost = f"{level['mean_loss_points']:.2f} points"
-            lines.append(f"| {target} points | {lost} | {NAMES[rule]} | {_cells(level[rule])} |")
+            damage = f"{target} point{'' if target == '1' else 's'}"
+            unseen = level[rule]["unseen_digits_detected"]
+            lines.append(f"| {damage} | {lost} | {NAMES[rule]} | {_cells(level[rule])} | {unseen} |")
     for block in ("reseeded", "same_seed"):
         for rule, rates in results[block].items():
             if rates["failed_specs"]:
@@ -92,7 +105,7 @@ def power_picture(results: dict[str, Any], path: Path = PICTURE) -> Path:
             yerr=[[p[1] - p[2] for p in points], [p[3] - p[1] for p in points]],
             marker=marker,
             capsize=3,
-            label=NAMES[rule],
+            label=NAMES[rule].replace("`", ""),
         )
     axes.axhline(0.95, color="green", linestyle=":", label="detection target 95%")
     axes.axhline(0.01, color="red", linestyle=":", label="false-failure target 1%")

@@ -26,7 +26,9 @@ def test_few_shot_transfer(reuse):
 def test_domain_shift_from_mnist_to_sklearn_digits(reuse):
     # The head learns digits on MNIST-sample and is scored on scikit-learn's digits: a hard
     # shift (blockier 8x8 scans), which pretrained features survive far better than random ones.
-    pretrained = reuse.shift("zoo:digits-cnn", "mnist5k", target="sklearn-digits")
-    random_init = reuse.shift("zoo:digits-cnn-random", "mnist5k", target="sklearn-digits")
+    # Which L2 strength the validation split picks moves the shifted accuracy by up to 10 points
+    # (0.39 to 0.49 over 210 seeds), so the spec judges the mean of three seeds.
+    pretrained = reuse.shift("zoo:digits-cnn", "mnist5k", target="sklearn-digits", seeds=3)
+    random_init = reuse.shift("zoo:digits-cnn-random", "mnist5k", target="sklearn-digits", seeds=3)
     assert pretrained.shifted_accuracy >= 0.30
     assert pretrained.shifted_accuracy >= random_init.shifted_accuracy + 0.10

@@ -1,9 +1,7 @@
 """The core API: a session that resolves, caches and probes, usable without pytest.
 
 >>> from reusespec import ReuseSession
->>> reuse = ReuseSession().reuse()
->>> reuse.probe("zoo:digits-cnn", "mnist5k:5-9").accuracy  # doctest: +SKIP
-0.97...
+>>> ReuseSession().reuse().probe("zoo:digits-cnn", "mnist5k:5-9").accuracy  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -305,20 +303,25 @@ class Reuse:
         severity: int = 3,
         target: str | None = None,
         seed: int | None = None,
+        seeds: int | None = None,
     ) -> ShiftResult:
         """Domain shift: a probe trained on clean ``task``, scored on shifted test data.
 
         Either ``corruption`` (a CIFAR-10-C corruption at ``severity`` 1..5, applied to the test
         split on the fly, deterministic per seed) or ``target`` (another task with the same
-        classes, e.g. MNIST-sample digits to scikit-learn digits).
+        classes, e.g. MNIST-sample digits to scikit-learn digits). ``seeds=k``: as for :meth:`probe`.
         """
         if (corruption is None) == (target is None):
             raise ValueError(
                 "give exactly one of corruption= (e.g. 'gaussian_noise') or target= (another task)"
             )
-        start = time.perf_counter()
-        clean, fit, bb, tk = self._probe(backbone, task, seed, DEFAULT_GRID)
-        return self._keep(self._shifted(bb, tk, clean, fit, corruption, severity, target, seed, start))
+
+        def one(run_seed: int | None) -> ShiftResult:
+            start = time.perf_counter()
+            clean, fit, bb, tk = self._probe(backbone, task, run_seed, DEFAULT_GRID)
+            return self._shifted(bb, tk, clean, fit, corruption, severity, target, run_seed, start)
+
+        return self._over_seeds(seed, seeds, one) if seeds is not None else self._keep(one(seed))
 
     def shift_suite(
         self,
@@ -341,10 +344,8 @@ class Reuse:
         shifts = []
         for name in corruptions or (TEXT_CORRUPTIONS if tk.modality == "text" else DEFAULT_SUITE):
             for severity in severities:
-                start = time.perf_counter()
-                shifts.append(
-                    (name, severity, self._shifted(bb, tk, clean, fit, name, severity, None, seed, start))
-                )
+                shifted = self._shifted(bb, tk, clean, fit, name, severity, None, seed, time.perf_counter())
+                shifts.append((name, severity, shifted))
         return self._keep(ShiftSuiteResult(backbone, task, shifts))
 
     def _shifted(
@@ -413,10 +414,8 @@ class Reuse:
     ) -> ComplexityResult:
         """Parameters, MACs (FLOPs = 2 x MACs), latency, peak memory and checkpoint size.
 
-        Counted on the backbone as published, with its source classification head unless
-        ``include_head=False``, so that torchvision models match their weights' metadata.
-        Counting needs no weights: a ``torchvision:`` backbone whose weights are missing is
-        measured on its architecture.
+        Counted on the backbone as published, with its source head unless ``include_head=False``
+        (as torchvision's weights' metadata counts). Missing weights: counted on the architecture.
         """
         from torch import nn
 

@@ -77,6 +77,25 @@ def test_seeds_on_a_probe_call_average_the_seeds(warm_cache: Path) -> None:
     assert result.l2 == result.per_seed[0].l2  # everything else is the first seed's
 
 
+def test_seeds_on_a_shift_call_average_each_seed_own_shift(warm_cache: Path) -> None:
+    from reusespec.session import ReuseConfig, ReuseSession
+
+    reuse = ReuseSession(ReuseConfig(cache_dir=warm_cache, device="cpu")).reuse()
+    result: Any = reuse.shift(
+        "zoo:digits-cnn", "sklearn-digits", corruption="gaussian_noise", severity=5, seeds=2
+    )
+    assert result.seeds == [0, 1]
+    # each seed's result is the one shift(seed=s) gives (its own split, head and noise)
+    one = [
+        reuse.shift("zoo:digits-cnn", "sklearn-digits", corruption="gaussian_noise", severity=5, seed=s)
+        for s in (0, 1)
+    ]
+    assert [float(r.shifted_accuracy) for r in result.per_seed] == [float(r.shifted_accuracy) for r in one]
+    assert float(result.shifted_accuracy) == pytest.approx(np.mean([float(r.shifted_accuracy) for r in one]))
+    kept = next(r for r in reuse.records if r.metric == "shifted_accuracy")  # the aggregate, kept first
+    assert kept.extra["seed_values"] == [float(r.shifted_accuracy) for r in one]
+
+
 SEEDED = """
 import numpy as np
 from reusespec.results import ProbeResult

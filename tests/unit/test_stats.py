@@ -400,6 +400,18 @@ def test_regression_check_tolerances_and_direction() -> None:
 
 
 @FAST
+@given(n=st.integers(50, 20_000), data=st.data())
+def test_a_drop_of_exactly_the_tolerance_is_within_it(n: int, data: st.DataObject) -> None:
+    # Accuracies are counts over n test examples; a tolerance of t examples allows t fewer right,
+    # whatever the float rounding of the two divisions (0.934 - 0.924 > 0.01 in floats).
+    t = data.draw(st.integers(1, n // 10))
+    k = data.draw(st.integers(t + 1, n))
+    assert not regression_check(k / n, (k - t) / n, abs_tol=t / n).regressed
+    assert regression_check(k / n, (k - t - 1) / n, abs_tol=t / n).regressed
+    assert not regression_check(0.934, 0.924, abs_tol=0.01).regressed
+
+
+@FAST
 @given(
     baseline=st.floats(-10, 10),
     current=st.floats(-10, 10),
