@@ -19,6 +19,10 @@ Recorded runs:
 * **rerun**: seeds ``0..`` again in another session, for the same-seed replays (the gate
   refuses a baseline of another seed, so this is how it is used), on the shared machine as it
   was (its load average is recorded);
+* **retrained-S**: ``zoo:digits-cnn`` pretrained again with training seed S = 1..20 (the zoo's
+  recipe, another seed: a checkpoint of equal quality, the case the gate must pass), every spec
+  at the baselines' seeds 0 and 51, judged against the baseline of the same seed (the gate's own
+  use: a candidate checkpoint at the baseline's seed);
 * **damaged-N**: ``zoo:digits-cnn`` swapped for a damaged copy (seeded Gaussian noise on the
   filters of its second conv block, its scale found by bisection to lose N = 1, 3 and 5 points of
   probe accuracy on mnist5k:5-9 averaged over seeds 0 and 1), the specs that load it, judged
@@ -43,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import REPO_ROOT, RESULTS_DIR, Context, machine_info, write_result
+from bench.gate_replay import BASELINE_SEEDS
 
 SPEC_MODULES = ("test_demo_transfer", "test_demo_dimensions", "test_demo_ranking")
 # Left out to keep the replays within an hour on two shared cores; why each can be.
@@ -69,6 +74,7 @@ RUNS_FILE = RESULTS_DIR / "gate_runs.jsonl"
 HEALTHY_SEEDS = range(0, 210)
 RERUN_SEEDS = range(0, 100)
 DETECT_SEEDS = range(0, 40)
+TRAINING_SEEDS = range(1, 21)
 
 
 def load_specs(only: tuple[str, ...] | None = None) -> list[tuple[str, Callable[[Any], None]]]:
@@ -97,12 +103,19 @@ def new_session(cache_dir: Path, alias: dict[str, str] | None = None) -> Any:
     return session
 
 
-def run_once(session: Any, seed: int, specs: list[tuple[str, Callable[[Any], None]]]) -> dict[str, Any]:
+def run_once(
+    session: Any,
+    seed: int,
+    specs: list[tuple[str, Callable[[Any], None]]],
+    alias: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Every spec once at ``seed`` (as ``--reuse-seed``): its scores as a baseline stores them, with
-    the test labels of accuracy scores and the per-seed values of means, and its own assert's end."""
+    the test labels of accuracy scores and the per-seed values of means, and its own assert's end.
+    A swapped backbone's scores keep the role the spec asked for, as the plugin keeps them."""
     from reusespec.gate.baseline import encode_array, stored_score
 
     session.config.seed = seed
+    role_of = {new: old for old, new in (alias or {}).items()}
     runs = {}
     for nodeid, fn in specs:
         records: list[Any] = []
@@ -113,7 +126,8 @@ def run_once(session: Any, seed: int, specs: list[tuple[str, Callable[[Any], Non
             error = f"AssertionError: {exc}".splitlines()[0]
         scores = []
         for record in records:
-            score = stored_score({**record.as_dict(), "role": record.backbone}, record.examples)
+            role = role_of.get(record.backbone, record.backbone)
+            score = stored_score({**record.as_dict(), "role": role}, record.examples)
             if record.examples is not None:
                 score["labels"] = encode_array(record.examples[0])
             if record.extra.get("seed_values"):  # a mean the spec took over seeds
@@ -158,7 +172,7 @@ def record(
         if seed in done:
             continue
         entry = {"kind": kind, "seed": seed, "load": round(os.getloadavg()[0], 2), **(meta or {})}
-        entry["runs"] = run_once(session, seed, specs)
+        entry["runs"] = run_once(session, seed, specs, alias)
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         with runs_file.open("a") as f:  # one line per run: a killed job keeps what it finished
             f.write(json.dumps(entry) + "\n")
@@ -224,6 +238,33 @@ def record_damaged(cache: Path, seeds: range, ctx: Context) -> None:
             record(cache, kind, seeds, ctx, only=DETECTION_SPECS, alias={SUBJECT: backbone}, meta=meta)
 
 
+def retrained_checkpoint(training_seed: int, out_dir: Path) -> str:
+    """zoo:digits-cnn's recipe pretrained with another seed, as a ``file:`` backbone string."""
+    from dataclasses import replace
+
+    from safetensors.torch import save_file
+
+    from reusespec.backbones.zoo import pretrain, recipe_for
+
+    recipe = replace(recipe_for(SUBJECT.split(":")[1]), seed=training_seed)
+    state = {k: v.contiguous() for k, v in pretrain(recipe).state_dict().items()}
+    path = out_dir / f"retrained-{training_seed}.safetensors"
+    save_file(state, str(path))
+    return f"file:{path}?arch={SUBJECT}"
+
+
+def record_retrained(cache: Path, training_seeds: range, eval_seeds: tuple[int, ...], ctx: Context) -> None:
+    with tempfile.TemporaryDirectory(prefix="retrained-") as folder:
+        for training_seed in training_seeds:
+            kind = f"retrained-{training_seed}"
+            if set(eval_seeds) <= set(recorded(runs_files()).get(kind, {})):
+                continue
+            backbone = retrained_checkpoint(training_seed, Path(folder))
+            meta = {"training_seed": training_seed}
+            for seed in eval_seeds:
+                record(cache, kind, range(seed, seed + 1), ctx, alias={SUBJECT: backbone}, meta=meta)
+
+
 # -- the benchmark --------------------------------------------------------------------------
 
 
@@ -243,6 +284,7 @@ def run(ctx: Context, cache_dir: Path | None = None) -> dict[str, Any]:
     )
     record(cache, "healthy", healthy, ctx)
     record(cache, "rerun", reruns, ctx)
+    record_retrained(cache, range(1, 3) if ctx.quick else TRAINING_SEEDS, BASELINE_SEEDS, ctx)
     if not all(f"damaged-{t:g}" in recorded(runs_files()) for t in LOSS_TARGETS):
         record_damaged(cache, detect, ctx)
     results = aggregate(recorded(runs_files()), quick=ctx.quick)
@@ -252,7 +294,7 @@ def run(ctx: Context, cache_dir: Path | None = None) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_gate", description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--record", choices=("healthy", "rerun", "damaged"), help="record runs at --seeds only"
+        "--record", choices=("healthy", "rerun", "damaged", "retrained"), help="record runs at --seeds only"
     )
     parser.add_argument("--seeds", type=int, nargs=2, metavar=("FIRST", "STOP"), default=None)
     parser.add_argument("--runs-file", type=Path, default=RUNS_FILE, help="where --record appends")
@@ -269,10 +311,13 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Context(quick=args.quick)
     if args.record:
         cache = args.cache_dir or ctx.fresh_cache("gate")
-        default = {"healthy": HEALTHY_SEEDS, "rerun": RERUN_SEEDS, "damaged": DETECT_SEEDS}[args.record]
-        seeds = range(*args.seeds) if args.seeds else default
+        # the seeds to run at; for retrained, the training seeds (each runs at the baselines' seeds)
+        default = {"healthy": HEALTHY_SEEDS, "rerun": RERUN_SEEDS, "damaged": DETECT_SEEDS}
+        seeds = range(*args.seeds) if args.seeds else default.get(args.record, TRAINING_SEEDS)
         if args.record == "damaged":
             record_damaged(cache, seeds, ctx)
+        elif args.record == "retrained":
+            record_retrained(cache, seeds, BASELINE_SEEDS, ctx)
         else:
             record(cache, args.record, seeds, ctx, args.runs_file)
         return 0

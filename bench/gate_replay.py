@@ -9,7 +9,10 @@ baseline made of recorded runs, as ``--reuse-save-baseline`` would store it. The
   over seeds still carries the spread of its own seeds);
 * ``spread-interval``: as ``spread``, with ``--reuse-verdicts interval``;
 * ``all``: every score gated, measured costs whatever machine measured them (the gate before
-  this version), baseline without spread.
+  this version), baseline without spread;
+* ``references`` (retrained candidates only): the baseline saved with
+  ``--reuse-baseline-spread-backbone`` and retrains 1-10 as its reference checkpoints, judging
+  retrains 11-20.
 
 A replay *fails the run* when the gate fails or blocks (inconclusive) a spec, or a spec's own
 assert fails: pytest's exit code would then be 1.
@@ -27,6 +30,8 @@ RULES = {
     "spread-interval": ("asserted", "interval", True),
     "all": ("all", "off", False),
 }
+REFERENCE_RETRAINS = range(1, 11)
+CANDIDATE_RETRAINS = range(11, 21)
 SPREAD_SEEDS = 10
 BASELINE_SEEDS = (0, 51)
 CANDIDATE_SEEDS = range(106, 206)  # few-shot windows end at 209; none meets a baseline's
@@ -41,8 +46,11 @@ def _stride(scores: list[dict[str, Any]]) -> int:
 
 
 def _as_record(score: dict[str, Any]) -> SimpleNamespace:
-    keys = ("backbone", "task", "strategy", "metric", "value")
-    return SimpleNamespace(**{k: score[k] for k in keys}, extra={})
+    """A stored score as the spread functions read records, named by its role (as the plugin does)."""
+    keys = ("task", "strategy", "metric", "value")
+    return SimpleNamespace(
+        **{k: score[k] for k in keys}, backbone=score.get("role") or score["backbone"], extra={}
+    )
 
 
 def baseline_at(healthy: Runs, seed: int, spread: bool, spread_seeds: int) -> dict[str, list[dict[str, Any]]]:
@@ -64,6 +72,23 @@ def baseline_at(healthy: Runs, seed: int, spread: bool, spread_seeds: int) -> di
             ]
         baseline[nodeid] = scores
     return baseline
+
+
+def with_references(
+    baseline: dict[str, list[dict[str, Any]]], references: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """``baseline`` with each score's spread over the reference checkpoints' runs at its seed."""
+    from reusespec.gate.spread import spreads_over_runs
+
+    out = {}
+    for nodeid, scores in baseline.items():
+        runs = [[_as_record(s) for s in ref["runs"][nodeid]["scores"]] for ref in references]
+        spreads = spreads_over_runs([_as_record(s) for s in scores], runs)
+        out[nodeid] = [
+            {**s, "spread": measured.as_dict()} if measured is not None else s
+            for s, measured in zip(scores, spreads, strict=True)
+        ]
+    return out
 
 
 def decide(baseline: dict[str, list[dict[str, Any]]], entry: dict[str, Any], rule: str) -> dict[str, Any]:
@@ -216,6 +241,20 @@ def aggregate(runs: dict[str, Runs], quick: bool = False) -> dict[str, Any]:
                 for i, r in enumerate(candidates)
             ]
         )
+    retrained = sorted((k, s) for k in runs if k.startswith("retrained-") for s in runs[k] if s in healthy)
+    results["retrained"] = {
+        rule: rates([decide(base(s, spread), runs[k][s], rule) for k, s in retrained])
+        for rule, (_, _, spread) in RULES.items()
+        if retrained
+    }
+    references = [f"retrained-{t}" for t in REFERENCE_RETRAINS]
+    if retrained and all(k in runs for k in references):
+        outcomes = []
+        for k, s in retrained:
+            if int(k.split("-")[1]) in CANDIDATE_RETRAINS:
+                reference_base = with_references(base(s, False), [runs[r][s] for r in references])
+                outcomes.append(decide(reference_base, runs[k][s], "default"))
+        results["retrained"]["references"] = rates(outcomes)
     if not quick:  # baselines whose spread runs (stepping by up to 5 seeds) end before the candidates
         results["all_pairs"] = all_pairs(healthy, spread_seeds, range(0, 51), candidates)
         results["all_pairs_seeds"] = [0, 50]

@@ -16,6 +16,7 @@ NAMES = {
     "default": "baseline without spread",
     "spread-interval": "with spread, `--reuse-verdicts interval`",
     "all": "every score gated (before)",
+    "references": "baseline with 10 reference retrains (`--reuse-baseline-spread-backbone`)",
 }
 
 
@@ -48,8 +49,9 @@ def render_section(results: dict[str, Any]) -> str:
         "| own asserts failed |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for block, title in (("reseeded", "reseeded"), ("same_seed", "same seed")):
-        for rule, rates in results[block].items():
+    blocks = (("reseeded", "reseeded"), ("retrained", "retrained checkpoints"), ("same_seed", "same seed"))
+    for block, title in blocks:
+        for rule, rates in results.get(block, {}).items():
             lines.append(f"| {title} | {NAMES[rule]} | {_cells(rates)} |")
     pairs = results.get("all_pairs")
     if pairs:
@@ -59,7 +61,7 @@ def render_section(results: dict[str, Any]) -> str:
         )
         lines += [
             "",
-            f"Every pair of a baseline at seeds {low}-{high} and a candidate above (the rule without "
+            f"Every pair of a baseline at seeds {low}-{high} and a reseeded candidate (the rule without "
             f"interval verdicts), {pairs['spread']['pairs']:,} pairs; runs failed: {rates}.",
         ]
     lines += [
@@ -74,8 +76,8 @@ def render_section(results: dict[str, Any]) -> str:
             damage = f"{target} point{'' if target == '1' else 's'}"
             unseen = level[rule]["unseen_digits_detected"]
             lines.append(f"| {damage} | {lost} | {NAMES[rule]} | {_cells(level[rule])} | {unseen} |")
-    for block in ("reseeded", "same_seed"):
-        for rule, rates in results[block].items():
+    for block in ("reseeded", "retrained", "same_seed"):
+        for rule, rates in results.get(block, {}).items():
             if rates["failed_specs"]:
                 listed = ", ".join(
                     f"`{k.split('::')[1]}` {v}x" for k, v in sorted(rates["failed_specs"].items())

@@ -117,3 +117,63 @@ def test_reruns_of_a_spec_that_averages_seeds_share_no_seed(pytester: pytest.Pyt
     means = [sum(0.70 + 0.01 * (s % 7) for s in range(start, start + 3)) / 3 for start in (3, 6)]
     assert score["spread"]["seeds"] == 2
     assert score["spread"]["sd"] == pytest.approx(statistics.stdev(means))
+
+
+PROBE = """
+def test_transfers(reuse):
+    assert reuse.probe("zoo:digits-cnn", "sklearn-digits", l2_grid=(1e-3,)).accuracy >= 0.5
+
+def test_other_backbone(reuse):
+    assert reuse.probe("zoo:digits-mlp", "sklearn-digits", l2_grid=(1e-3,)).accuracy >= 0.5
+"""
+
+
+def _reference(cache: Path, target: Path, seed: int) -> str:
+    """digits-cnn with a little seeded noise on its last conv: another checkpoint of like quality."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from reusespec.backbones.zoo import checkpoint_path
+
+    state = load_file(str(checkpoint_path("digits-cnn", cache)))
+    weight = state["features.2.0.weight"]
+    noise = torch.randn(weight.shape, generator=torch.Generator().manual_seed(seed))
+    state["features.2.0.weight"] = weight + 0.3 * float(weight.std()) * noise
+    save_file(state, str(target))
+    return f"file:{target}?arch=zoo:digits-cnn"
+
+
+def test_reference_checkpoints_give_the_spread_of_the_specs_that_load_them(
+    pytester: pytest.Pytester, warm_cache: Path
+) -> None:
+    from reusespec.session import ReuseConfig, ReuseSession
+
+    pytester.makepyfile(test_probe=PROBE)
+    references = [_reference(warm_cache, pytester.path / f"ref{i}.safetensors", i) for i in range(3)]
+    path = pytester.path / "b.json"
+    options = [f"--reuse-baseline-spread-backbone=zoo:digits-cnn={ref}" for ref in references]
+    saved = pytester.runpytest(
+        "-p", "no:cacheprovider", f"--reuse-cache-dir={warm_cache}", f"--reuse-save-baseline={path}", *options
+    )
+    saved.assert_outcomes(passed=2)
+    saved.stdout.fnmatch_lines(["*with each score's spread over 3 reference checkpoints"])
+
+    specs = json.loads(path.read_text())["specs"]
+    (accuracy,) = [s for s in specs["test_probe.py::test_transfers"]["scores"] if s["metric"] == "accuracy"]
+    assert (
+        accuracy["role"] == "zoo:digits-cnn" and accuracy["backbone"] == "zoo:digits-cnn"
+    )  # the baseline's own
+    reuse = ReuseSession(ReuseConfig(cache_dir=warm_cache, device="cpu")).reuse()
+    each = [float(reuse.probe(ref, "sklearn-digits", l2_grid=(1e-3,)).accuracy) for ref in references]
+    assert accuracy["spread"] == {"sd": pytest.approx(statistics.stdev(each)), "seeds": 3}
+    assert all("spread" not in s for s in specs["test_probe.py::test_other_backbone"]["scores"])
+
+
+def test_one_reference_checkpoint_is_not_a_spread(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_seeded=SEEDED)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--reuse-baseline-spread-backbone=zoo:a=zoo:b")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*at least two reference checkpoints*"])
+    result = pytester.runpytest("-p", "no:cacheprovider", "--reuse-baseline-spread-backbone=zoo:b")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*give OLD=NEW*"])

@@ -13,6 +13,7 @@ from pathlib import Path
 from reusespec.errors import GateSettingsError
 from reusespec.gate.baseline import Tolerance, default_tolerance
 from reusespec.gate.rules import VERDICT_MODES, Severity
+from reusespec.gate.swaps import parse_swap
 from reusespec.gate.swaps import parse_swaps as read_swaps
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "GateSettingsError",
     "SpecSettings",
     "parse_swaps",
+    "spread_references",
 ]
 
 INCONCLUSIVE_MODES = ("block", "warn")
@@ -41,6 +43,8 @@ class GateSettings:
     baseline: Path | None = None
     save_baseline: Path | None = None
     baseline_spread: int = 0  # extra seeds a saved baseline measures each score's spread over
+    # reference checkpoints of equal quality (OLD -> NEWs) whose scores give the spread instead
+    spread_backbones: dict[str, list[str]] = field(default_factory=dict)
     markdown: Path | None = None
     html: Path | None = None
     backbone: str | None = None
@@ -63,6 +67,11 @@ class GateSettings:
             )
         if self.baseline_spread < 0:
             problems.append(f"--reuse-baseline-spread must be at least 0, got {self.baseline_spread}")
+        if any(len(news) < 2 for news in self.spread_backbones.values()):
+            problems.append(
+                "--reuse-baseline-spread-backbone needs at least two reference checkpoints per backbone "
+                "(a spread needs two values)"
+            )
         if self.gate_scores not in GATED_SCORES:
             problems.append(f"--reuse-gate-scores must be one of {GATED_SCORES}, got {self.gate_scores!r}")
         if not 0.0 < self.confidence < 1.0:
@@ -85,6 +94,19 @@ def parse_swaps(values: Iterable[str]) -> tuple[dict[str, str], str | None]:
         else:
             swaps[swap.old] = swap.new
     return swaps, subject
+
+
+def spread_references(values: Iterable[str]) -> dict[str, list[str]]:
+    """``--reuse-baseline-spread-backbone OLD=NEW`` values: OLD -> its reference checkpoints, in order."""
+    references: dict[str, list[str]] = {}
+    for swap in map(parse_swap, values):  # OLD repeats: one reference per value
+        if swap.old is None:
+            raise GateSettingsError(
+                f"--reuse-baseline-spread-backbone {swap.new!r}: give OLD=NEW, the backbone the specs "
+                "load and a checkpoint of equal quality to run in its place"
+            )
+        references.setdefault(swap.old, []).append(swap.new)
+    return references
 
 
 @dataclass

@@ -420,6 +420,7 @@ class GatePlugin:
                     self.settings.save_baseline,
                     self.settings.baseline_spread,
                     session,
+                    max((len(news) for news in self.settings.spread_backbones.values()), default=0),
                 )
             )
         if self.settings.markdown is not None or self.settings.html is not None:

@@ -25,6 +25,7 @@ from reusespec.gate.settings import (
     GateSettings,
     GateSettingsError,
     parse_swaps,
+    spread_references,
 )
 from reusespec.standard_suite import SUITE_INI
 
@@ -254,6 +255,15 @@ def add_options(parser: pytest.Parser) -> None:
         help="run the specs with NEW in place of OLD (without OLD=: in place of each spec's first backbone)",
     )
     group.addoption(
+        "--reuse-baseline-spread-backbone",
+        dest="reuse_baseline_spread_backbone",
+        metavar="OLD=NEW",
+        action="append",
+        default=[],
+        help="with --reuse-save-baseline, rerun every spec with NEW (a checkpoint of equal quality, e.g. "
+        "a retrain) in place of OLD; the scores of two or more NEWs give each score's spread (repeatable)",
+    )
+    group.addoption(
         "--reuse-suite-task",
         dest="reuse_suite_task",
         metavar="TASK",
@@ -340,6 +350,7 @@ def gate_settings(config: pytest.Config) -> GateSettings:
     max_seeds = config.getoption("reuse_max_seeds")
     try:
         swaps, subject = parse_swaps(config.getoption("reuse_swap_backbone") or ())
+        references = spread_references(config.getoption("reuse_baseline_spread_backbone") or ())
         settings = GateSettings(
             verdicts=str(setting(config, "reuse_verdicts") or "off"),
             confidence=float(setting(config, "reuse_confidence") or 0.95),
@@ -349,6 +360,7 @@ def gate_settings(config: pytest.Config) -> GateSettings:
             baseline=path_setting(config, "reuse_baseline"),
             save_baseline=path_setting(config, "reuse_save_baseline"),
             baseline_spread=int(setting(config, "reuse_baseline_spread") or 0),
+            spread_backbones=references,
             markdown=path_setting(config, "reuse_markdown"),
             html=path_setting(config, "reuse_html"),
             backbone=config.getoption("reuse_backbone"),

@@ -1,15 +1,22 @@
-"""``--reuse-baseline-spread N``: replay a spec with N more seeds while a baseline is saved.
+"""The spread a saved baseline stores: reruns of each spec while ``--reuse-save-baseline`` runs.
 
-The values of each score over the spec's own seeds and these reruns give its seed spread
-(:mod:`reusespec.gate.spread`), which the baseline stores so that a later comparison allows the
-noise a healthy rerun shows. A threshold missed under another seed is part of that spread, not a
-failure of the spec; a crash under another seed fails the spec as any crash does.
+* ``--reuse-baseline-spread N``: N reruns at more seeds (the seed noise of this checkpoint);
+* ``--reuse-baseline-spread-backbone OLD=NEW`` (two or more): one rerun per reference checkpoint
+  of equal quality (a retrain) in place of OLD, at the spec's own seeds: the noise between
+  checkpoints, which is what a candidate checkpoint shows. These take precedence for the specs
+  that load OLD.
+
+Each score's values in these reruns give its spread (:mod:`reusespec.gate.spread`; the
+baseline's own value is left out), which the baseline stores so that a later comparison allows
+the noise a healthy candidate shows. A threshold missed in a rerun is part of that spread, not a
+failure of the spec; a crash in a rerun fails the spec as any crash does.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -22,7 +29,7 @@ if TYPE_CHECKING:
     from reusespec.results import ScoreRecord
     from reusespec.session import ReuseSession
 
-__all__ = ["baseline_spreads", "measure_spread"]
+__all__ = ["baseline_spreads", "measure_spread", "reference_runs"]
 
 
 def baseline_spreads(
@@ -34,7 +41,15 @@ def baseline_spreads(
     progress: Callable[[str], None],
 ) -> list[dict[str, Any] | None]:
     """Each score's spread to store in the baseline (None where none is measured or measurable)."""
-    if settings.save_baseline is None or not settings.baseline_spread or judgement.crashed:
+    if settings.save_baseline is None or judgement.crashed:
+        return [None] * len(records)
+    references = {
+        old: news for old, news in settings.spread_backbones.items() if old in session.used_backbones
+    }
+    if references:
+        runs = reference_runs(item, records, session, judgement.seeds, references, progress)
+        return [None if s is None else s.as_dict() for s in spreads_over_runs(records, runs)]
+    if not settings.baseline_spread:
         return [None] * len(records)
     averaged = len(judgement.seeds)
     # A score the spec itself averaged over k seeds (``probe(..., seeds=k)``) used k seeds from the
@@ -46,6 +61,48 @@ def baseline_spreads(
     return [None if s is None else s.as_dict() for s in spreads]
 
 
+def reference_runs(
+    item: pytest.Item,
+    records: list[ScoreRecord],
+    session: ReuseSession,
+    seeds: list[int],
+    references: dict[str, list[str]],
+    progress: Callable[[str], None],
+) -> list[list[ScoreRecord]]:
+    """The spec's scores with each reference checkpoint in place of its OLD, at the spec's seeds.
+
+    A score over several seeds becomes one value per reference: the mean over the same seeds the
+    judged score averaged. Scores a reference labels with its own name are labelled OLD again, so
+    that they match the judged ones. ``records`` holds the judged scores again on return.
+    """
+    from reusespec.across_seeds import aggregate_records
+
+    judged, used, previous = list(records), dict(session.used_backbones), session.backbone_alias
+    runs = []
+    try:
+        for index in range(max(len(news) for news in references.values())):
+            swap = {old: news[index] for old, news in references.items() if index < len(news)}
+            session.backbone_alias = lambda spec, swap=swap: (
+                swap.get(spec) or (previous(spec) if previous else spec)
+            )
+            per_seed = []
+            for seed in seeds:
+                progress(f"{item.nodeid}: measuring the spread with {', '.join(swap.values())} (seed {seed})")
+                records.clear()
+                session.config.seed = seed
+                with contextlib.suppress(AssertionError):  # the scores were recorded before the assert
+                    item.runtest()
+                role_of = {new: old for old, new in swap.items()}
+                per_seed.append([replace(r, backbone=role_of.get(r.backbone, r.backbone)) for r in records])
+            runs.append(per_seed[0] if len(per_seed) == 1 else aggregate_records(per_seed, seeds))
+    finally:
+        records[:] = judged
+        session.backbone_alias = previous
+        session.used_backbones.clear()
+        session.used_backbones.update(used)
+    return runs
+
+
 def measure_spread(
     item: pytest.Item,
     records: list[ScoreRecord],
@@ -54,7 +111,7 @@ def measure_spread(
     averaged: int,
     progress: Callable[[str], None],
 ) -> list[SeedSpread | None]:
-    """The spread of each of ``records`` (the judged scores) over themselves and reruns at ``seeds``.
+    """The spread of each of ``records`` (the judged scores) from reruns of the spec at ``seeds``.
 
     ``records`` is the list the spec writes its scores into; it holds the judged scores again on return.
     """

@@ -35,6 +35,7 @@ def save_baseline(
     target: Path,
     spread_seeds: int,
     session: pytest.Session | None,
+    references: int = 0,
 ) -> str:
     """Write the run's specs as a baseline at ``target``; the line that says what was written."""
     baseline = Baseline(receipt=receipt)
@@ -45,7 +46,9 @@ def save_baseline(
             "scores": result.get("scores", []),
         }
     done = f"reusespec baseline ({len(baseline.specs)} specs) written to {target}" + (
-        f", with each score's seed spread over {spread_seeds} more seeds"
+        f", with each score's spread over {references} reference checkpoints"
+        if references
+        else f", with each score's seed spread over {spread_seeds} more seeds"
         if spread_seeds
         else "; no seed spread measured (with --reuse-baseline-spread N a later comparison allows "
         "each score's seed noise, so a retrained checkpoint of equal quality passes)"
