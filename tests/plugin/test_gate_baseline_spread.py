@@ -177,3 +177,20 @@ def test_one_reference_checkpoint_is_not_a_spread(pytester: pytest.Pytester) -> 
     result = pytester.runpytest("-p", "no:cacheprovider", "--reuse-baseline-spread-backbone=zoo:b")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*give OLD=NEW*"])
+
+
+def test_reference_checkpoints_for_a_backbone_no_spec_loads_are_a_usage_error(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_seeded=SEEDED)
+    references = [
+        "--reuse-baseline-spread-backbone=zoo:digits-cnm=zoo:b",
+        "--reuse-baseline-spread-backbone=zoo:digits-cnm=zoo:c",
+    ]
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", f"--reuse-save-baseline={pytester.path / 'b.json'}", *references
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(
+        ["*--reuse-baseline-spread-backbone zoo:digits-cnm=zoo:b: no selected spec loads 'zoo:digits-cnm'*"]
+    )

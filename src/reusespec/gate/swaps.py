@@ -142,7 +142,9 @@ def parse_swaps(values: Iterable[str], schemes: Iterable[str] | None = None) -> 
     return swaps
 
 
-def unmatched_swaps(swaps: Mapping[str, str], named: Iterable[str]) -> list[str]:
+def unmatched_swaps(
+    swaps: Mapping[str, str], named: Iterable[str], option: str = "--reuse-swap-backbone"
+) -> list[str]:
     """A usage message for each OLD that no backbone in ``named`` matches (empty: all matched).
 
     ``named`` are the backbone strings the selected specs asked for. A swap whose OLD is asked
@@ -157,7 +159,5 @@ def unmatched_swaps(swaps: Mapping[str, str], named: Iterable[str]) -> list[str]
         close = difflib.get_close_matches(old, asked, n=3, cutoff=0.5)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         listed = ", ".join(asked) if asked else "none"
-        problems.append(
-            f"--reuse-swap-backbone {old}={new}: no selected spec loads {old!r} (they load: {listed}){hint}"
-        )
+        problems.append(f"{option} {old}={new}: no selected spec loads {old!r} (they load: {listed}){hint}")
     return problems

@@ -255,7 +255,7 @@ class GatePlugin:
             records[:] = judgement.records
         outcome = judgement.verdict
         result["seeds"] = judgement.seeds
-        result["requested"] = sorted(self._requested)
+        result["requested"] = sorted(self._requested | set(session.used_backbones))
         result["threshold_verdict"] = outcome.value
         own_failure = judgement.own_failure_only
         result["receipt"] = spec_receipt(session)
@@ -402,7 +402,8 @@ class GatePlugin:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.is_worker:
             return
-        self.problems = run_problems(self.results, self.settings.swaps, self.settings.baseline)
+        references = self.settings.spread_backbones if self.settings.save_baseline else None
+        self.problems = run_problems(self.results, self.settings.swaps, self.settings.baseline, references)
         if self.problems:
             session.exitstatus = pytest.ExitCode.USAGE_ERROR
         tracker = completeness(self.config)

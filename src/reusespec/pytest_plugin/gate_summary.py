@@ -21,13 +21,21 @@ __all__ = ["run_problems", "summary_lines"]
 
 
 def run_problems(
-    results: Mapping[str, Mapping[str, Any]], swaps: Mapping[str, str], baseline: Path | None
+    results: Mapping[str, Mapping[str, Any]],
+    swaps: Mapping[str, str],
+    baseline: Path | None,
+    references: Mapping[str, list[str]] | None = None,
 ) -> list[str]:
-    """Usage errors of the whole run (empty: none); each makes the run exit with a usage error."""
+    """Usage errors of the whole run (empty: none); each makes the run exit with a usage error.
+
+    ``references``: the reference checkpoints of a baseline save, whose OLD must be loaded too.
+    """
     if not results:
         return []  # nothing ran (all deselected, or the run was interrupted first)
     requested = {name for result in results.values() for name in result.get("requested", [])}
     problems = unmatched_swaps(swaps, requested)
+    first = {old: news[0] for old, news in (references or {}).items()}
+    problems += unmatched_swaps(first, requested, "--reuse-baseline-spread-backbone")
     if baseline is not None:
         gated = [c for r in results.values() for c in r.get("comparisons", []) if not c.get("tracked")]
         refused = any(r.get("baseline") == "refused" for r in results.values())
