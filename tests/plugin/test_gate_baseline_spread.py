@@ -148,7 +148,7 @@ def test_reference_checkpoints_give_the_spread_of_the_specs_that_load_them(
 ) -> None:
     from reusespec.session import ReuseConfig, ReuseSession
 
-    pytester.makepyfile(test_probe=PROBE)
+    pytester.makepyfile(test_reference_probe=PROBE)  # not test_probe: a module of the outer run
     references = [_reference(warm_cache, pytester.path / f"ref{i}.safetensors", i) for i in range(3)]
     path = pytester.path / "b.json"
     options = [f"--reuse-baseline-spread-backbone=zoo:digits-cnn={ref}" for ref in references]
@@ -159,14 +159,16 @@ def test_reference_checkpoints_give_the_spread_of_the_specs_that_load_them(
     saved.stdout.fnmatch_lines(["*with each score's spread over 3 reference checkpoints"])
 
     specs = json.loads(path.read_text())["specs"]
-    (accuracy,) = [s for s in specs["test_probe.py::test_transfers"]["scores"] if s["metric"] == "accuracy"]
+    (accuracy,) = [
+        s for s in specs["test_reference_probe.py::test_transfers"]["scores"] if s["metric"] == "accuracy"
+    ]
     assert (
         accuracy["role"] == "zoo:digits-cnn" and accuracy["backbone"] == "zoo:digits-cnn"
     )  # the baseline's own
     reuse = ReuseSession(ReuseConfig(cache_dir=warm_cache, device="cpu")).reuse()
     each = [float(reuse.probe(ref, "sklearn-digits", l2_grid=(1e-3,)).accuracy) for ref in references]
     assert accuracy["spread"] == {"sd": pytest.approx(statistics.stdev(each)), "seeds": 3}
-    assert all("spread" not in s for s in specs["test_probe.py::test_other_backbone"]["scores"])
+    assert all("spread" not in s for s in specs["test_reference_probe.py::test_other_backbone"]["scores"])
 
 
 def test_one_reference_checkpoint_is_not_a_spread(pytester: pytest.Pytester) -> None:

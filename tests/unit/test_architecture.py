@@ -8,6 +8,7 @@ installed but pytest.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,18 @@ def test_no_module_imports_a_private_name_of_another() -> None:
 def test_modules_stay_short(name: str) -> None:
     lines = MODULES[name].read_text().count("\n")
     assert lines <= MAX_LINES, f"{name} has {lines} lines; split it"
+
+
+def test_no_pytester_module_shares_a_name_with_a_test_module() -> None:
+    # Test modules are imported by basename (no __init__.py): a pytester file named like one that the
+    # outer run already imported fails to collect, but only when that module happened to run first in
+    # the same worker, which is how a test passes in one order and fails in a fresh clone.
+    tests = Path(__file__).resolve().parents[1]
+    modules = {path.stem for path in tests.rglob("test_*.py")}
+    clashes = [
+        f"{path.relative_to(tests)}: makepyfile({match.group(1)}=...)"
+        for path in tests.rglob("*.py")
+        for match in re.finditer(r"makepyfile\(\s*(\w+)\s*=", path.read_text())
+        if match.group(1) in modules
+    ]
+    assert not clashes, "rename these pytester modules: " + "; ".join(clashes)
