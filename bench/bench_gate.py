@@ -14,8 +14,8 @@ Recorded runs:
 * **healthy** at seeds ``0..209``: the baselines at seeds 0 and 51, each with the runs at the
   next 10 seeds (stepping by 5 and 3 for the few-shot and domain-shift specs, which average 5 and
   3 seeds themselves) as its
-  spread, and the candidates at seeds 106..205 (what a retrained checkpoint of equal quality
-  looks like; no candidate shares a seed with a baseline or its spread);
+  spread, and the candidates at seeds 106..205 (the issue's healthy candidate: the same
+  checkpoint reseeded; no candidate shares a seed with a baseline or its spread);
 * **rerun**: seeds ``0..`` again in another session, for the same-seed replays (the gate
   refuses a baseline of another seed, so this is how it is used), on the shared machine as it
   was (its load average is recorded);

@@ -1,10 +1,11 @@
 """Seed spread: how far a healthy rerun moves a score, and the tolerance that noise needs.
 
 A score moves when the run is reseeded (the seed moves the train/val boundary, the few-shot
-sample, head initialisation and data order), and a retrained checkpoint of equal quality moves
-it in the same way. A fixed tolerance inside that spread fails healthy candidates: the demo's
-20-shot probe, whose accuracy has a standard deviation of three points over seeds, cannot be held
-to one point.
+sample, head initialisation and data order), and a retrained checkpoint of equal quality moves it
+at least as much (its spread comes from reference checkpoints instead, when there are some: the
+plugin's ``--reuse-baseline-spread-backbone``). A fixed tolerance inside that spread fails
+healthy candidates: the demo's 20-shot probe, whose accuracy has a standard deviation of three
+points over seeds, cannot be held to one point.
 
 A baseline saved with ``--reuse-baseline-spread N`` replays every spec with N more seeds and
 stores each score's spread over those N runs (``{"sd": ..., "seeds": ...}``: the standard

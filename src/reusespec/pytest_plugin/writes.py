@@ -51,6 +51,6 @@ def save_baseline(
         else f", with each score's seed spread over {spread_seeds} more seeds"
         if spread_seeds
         else "; no seed spread measured (with --reuse-baseline-spread N a later comparison allows "
-        "each score's seed noise, so a retrained checkpoint of equal quality passes)"
+        "each score's seed noise, so that a candidate within that noise passes)"
     )
     return write_or_explain(lambda: baseline.save(target), done, "baseline", session)
