@@ -53,23 +53,26 @@ def _as_record(score: dict[str, Any]) -> SimpleNamespace:
     )
 
 
-def baseline_at(healthy: Runs, seed: int, spread: bool, spread_seeds: int) -> dict[str, list[dict[str, Any]]]:
-    """The baseline a save at ``seed`` writes: every spec's scores, with their seed spread if asked."""
+def _with_spread(scores: list[dict[str, Any]], runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """``scores`` with each one's spread over its values in ``runs``, as the plugin stores it."""
     from reusespec.gate.spread import spreads_over_runs
 
+    spreads = spreads_over_runs([_as_record(s) for s in scores], [[_as_record(s) for s in r] for r in runs])
+    return [
+        {**s, "spread": measured.as_dict()} if measured is not None else s
+        for s, measured in zip(scores, spreads, strict=True)
+    ]
+
+
+def baseline_at(healthy: Runs, seed: int, spread: bool, spread_seeds: int) -> dict[str, list[dict[str, Any]]]:
+    """The baseline a save at ``seed`` writes: every spec's scores, with their seed spread if asked."""
     baseline = {}
     for nodeid, run in healthy[seed]["runs"].items():
         scores = run["scores"]
         if spread:
             stride = _stride(scores)
             later = [healthy[seed + stride * i]["runs"][nodeid]["scores"] for i in range(1, spread_seeds + 1)]
-            spreads = spreads_over_runs(
-                [_as_record(s) for s in scores], [[_as_record(s) for s in r] for r in later]
-            )
-            scores = [
-                {**s, "spread": measured.as_dict()} if measured is not None else s
-                for s, measured in zip(scores, spreads, strict=True)
-            ]
+            scores = _with_spread(scores, later)
         baseline[nodeid] = scores
     return baseline
 
@@ -78,17 +81,10 @@ def with_references(
     baseline: dict[str, list[dict[str, Any]]], references: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """``baseline`` with each score's spread over the reference checkpoints' runs at its seed."""
-    from reusespec.gate.spread import spreads_over_runs
-
-    out = {}
-    for nodeid, scores in baseline.items():
-        runs = [[_as_record(s) for s in ref["runs"][nodeid]["scores"]] for ref in references]
-        spreads = spreads_over_runs([_as_record(s) for s in scores], runs)
-        out[nodeid] = [
-            {**s, "spread": measured.as_dict()} if measured is not None else s
-            for s, measured in zip(scores, spreads, strict=True)
-        ]
-    return out
+    return {
+        nodeid: _with_spread(scores, [ref["runs"][nodeid]["scores"] for ref in references])
+        for nodeid, scores in baseline.items()
+    }
 
 
 def decide(baseline: dict[str, list[dict[str, Any]]], entry: dict[str, Any], rule: str) -> dict[str, Any]:

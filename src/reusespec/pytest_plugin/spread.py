@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from reusespec.gate.spread import SeedSpread, spreads_over_runs
+from reusespec.gate.spread import spreads_over_runs
 
 if TYPE_CHECKING:
     from reusespec.gate.decision import SeedJudgement
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from reusespec.results import ScoreRecord
     from reusespec.session import ReuseSession
 
-__all__ = ["baseline_spreads", "measure_spread", "reference_runs"]
+__all__ = ["baseline_spreads", "reference_runs", "seed_runs"]
 
 
 def baseline_spreads(
@@ -46,19 +46,32 @@ def baseline_spreads(
     references = {
         old: news for old, news in settings.spread_backbones.items() if old in session.used_backbones
     }
+    averaged = 1  # reference runs repeat the judged seeds, so each is one value like the judged one
     if references:
         runs = reference_runs(item, records, session, judgement.seeds, references, progress)
-        return [None if s is None else s.as_dict() for s in spreads_over_runs(records, runs)]
-    if not settings.baseline_spread:
+    elif settings.baseline_spread:
+        averaged = len(judgement.seeds)
+        # A score the spec itself averaged over k seeds (``probe(..., seeds=k)``) used k seeds from the
+        # run's: reruns step by k, so that no two runs share a seed and the spread is not understated.
+        counts = (len(r.extra.get("seed_values") or [0]) for r in records)
+        stride = 1 if averaged > 1 else max(counts, default=1)
+        first = judgement.seeds[-1] + stride
+        seeds = range(first, first + stride * settings.baseline_spread, stride)
+        runs = seed_runs(item, records, session, seeds, progress)
+    else:
         return [None] * len(records)
-    averaged = len(judgement.seeds)
-    # A score the spec itself averaged over k seeds (``probe(..., seeds=k)``) used k seeds from the
-    # run's: reruns step by k, so that no two runs share a seed and the spread is not understated.
-    stride = 1 if averaged > 1 else max((len(r.extra.get("seed_values") or [0]) for r in records), default=1)
-    first = judgement.seeds[-1] + stride
-    seeds = range(first, first + stride * settings.baseline_spread, stride)
-    spreads = measure_spread(item, records, session, seeds, averaged, progress)
-    return [None if s is None else s.as_dict() for s in spreads]
+    return [None if s is None else s.as_dict() for s in spreads_over_runs(records, runs, averaged)]
+
+
+def _rerun(
+    item: pytest.Item, records: list[ScoreRecord], session: ReuseSession, seed: int
+) -> list[ScoreRecord]:
+    """The scores of one more run of the spec at ``seed`` (a threshold it misses is part of the spread)."""
+    records.clear()
+    session.config.seed = seed
+    with contextlib.suppress(AssertionError):  # the scores were recorded before the assert
+        item.runtest()
+    return list(records)
 
 
 def reference_runs(
@@ -82,18 +95,15 @@ def reference_runs(
     try:
         for index in range(max(len(news) for news in references.values())):
             swap = {old: news[index] for old, news in references.items() if index < len(news)}
+            role_of = {new: old for old, new in swap.items()}
             session.backbone_alias = lambda spec, swap=swap: (
                 swap.get(spec) or (previous(spec) if previous else spec)
             )
             per_seed = []
             for seed in seeds:
                 progress(f"{item.nodeid}: measuring the spread with {', '.join(swap.values())} (seed {seed})")
-                records.clear()
-                session.config.seed = seed
-                with contextlib.suppress(AssertionError):  # the scores were recorded before the assert
-                    item.runtest()
-                role_of = {new: old for old, new in swap.items()}
-                per_seed.append([replace(r, backbone=role_of.get(r.backbone, r.backbone)) for r in records])
+                rerun = _rerun(item, records, session, seed)
+                per_seed.append([replace(r, backbone=role_of.get(r.backbone, r.backbone)) for r in rerun])
             runs.append(per_seed[0] if len(per_seed) == 1 else aggregate_records(per_seed, seeds))
     finally:
         records[:] = judged
@@ -103,28 +113,20 @@ def reference_runs(
     return runs
 
 
-def measure_spread(
+def seed_runs(
     item: pytest.Item,
     records: list[ScoreRecord],
     session: ReuseSession,
     seeds: range,
-    averaged: int,
     progress: Callable[[str], None],
-) -> list[SeedSpread | None]:
-    """The spread of each of ``records`` (the judged scores) from reruns of the spec at ``seeds``.
-
-    ``records`` is the list the spec writes its scores into; it holds the judged scores again on return.
-    """
+) -> list[list[ScoreRecord]]:
+    """The spec's scores in reruns at ``seeds``; ``records`` holds the judged scores again on return."""
     judged = list(records)
-    reruns = []
     try:
+        runs = []
         for seed in seeds:
             progress(f"{item.nodeid}: measuring the seed spread with seed {seed}")
-            records.clear()
-            session.config.seed = seed
-            with contextlib.suppress(AssertionError):  # the scores were recorded before the assert
-                item.runtest()
-            reruns.append(list(records))
+            runs.append(_rerun(item, records, session, seed))
     finally:
         records[:] = judged
-    return spreads_over_runs(judged, reruns, averaged)
+    return runs
